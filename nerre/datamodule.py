@@ -1,0 +1,241 @@
+"""The training data: prompts and targets tokenized once, length-grouped, dynamically padded."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from lightning import LightningDataModule
+from torch.utils.data import DataLoader
+
+from nerre.example import Example
+from nerre.formulation import Formulation, get_formulation
+from nerre.loaders import load_examples
+from nerre.models import DEFAULT_MODEL, format_prompt, load_tokenizer, resolve_model
+from nerre.prompt import PromptBuilder, PromptSettings
+from nerre.schema import Schema
+
+log = logging.getLogger(__name__)
+IGNORE = -100
+
+
+class ExtractionData(LightningDataModule):
+    """Corpora for fine-tuning and evaluating a generative extractor.
+
+    Paths are relative to ``data_dir``. The data are read, and checked against the labels, as soon
+    as the module is built, so a bad file or label fails before any model is loaded.
+
+    Args:
+        train: training corpus (any format ``nerre.loaders`` reads).
+        val: development corpus; validation generates on it and reports F1.
+        test: test corpus.
+        data_dir: folder the corpus paths are relative to; default ``$NERRE_DATA_DIR``, else the
+            working directory.
+        format: corpus format (``conll``, ``spert``, ``jsonl``, ``hf``); detected from the file name when None.
+        reader_options: extra options for the reader, e.g. ``{label_key: entity_type}`` for JSONL.
+        types_file: SpERT-style types JSON giving label display names (relative to ``data_dir``).
+        schema: the labels, with display names and descriptions; overrides ``types_file``. Inferred
+            from the training data when neither is given.
+        formulation: ``tagged`` (inline tags, then relation triples) or ``json`` (records with offsets).
+        prompt: what the prompt contains.
+        model: the model whose tokenizer is used (linked to ``model.init_args.model``).
+        max_length: longest prompt+answer in tokens; longer training sequences are cut and counted.
+        loss_on: ``answer`` (prompt tokens get label -100) or ``all`` (the whole sequence).
+        max_train_examples: use only this many training examples (a seeded random subset).
+        batch_size: training batch size.
+        eval_batch_size: generation batch size for validation and test.
+        num_workers: DataLoader workers.
+        seed: seed for the training subset and the few-shot examples.
+        cache_dir: where tokenized datasets are cached; default ``~/.cache/nerre/datasets``.
+    """
+
+    def __init__(
+        self,
+        train: str | None = None,
+        val: str | None = None,
+        test: str | None = None,
+        data_dir: str | None = None,
+        format: str | None = None,
+        reader_options: dict[str, Any] | None = None,
+        types_file: str | None = None,
+        schema: Schema | None = None,
+        formulation: Literal["tagged", "json"] = "tagged",
+        prompt: PromptSettings | None = None,
+        model: str = DEFAULT_MODEL,
+        max_length: int = 512,
+        loss_on: Literal["answer", "all"] = "answer",
+        max_train_examples: int | None = None,
+        batch_size: int = 8,
+        eval_batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 42,
+        cache_dir: str | None = None,
+    ):
+        super().__init__()
+        self.data_dir = Path(data_dir or os.environ.get("NERRE_DATA_DIR", ".")).expanduser()
+        self.paths = {split: self._path(p) for split, p in (("train", train), ("val", val), ("test", test)) if p}
+        if not self.paths:
+            raise ValueError("no data: set data.train, data.val or data.test")
+        self.format, self.reader_options = format, dict(reader_options or {})
+        self.examples = {split: self._read(path) for split, path in self.paths.items()}
+        if max_train_examples is not None and "train" in self.examples:
+            rng = random.Random(seed)
+            train_examples = self.examples["train"]
+            self.examples["train"] = rng.sample(train_examples, min(max_train_examples, len(train_examples)))
+        if schema is None:
+            schema = Schema.from_types_file(self._path(types_file)) if types_file else Schema.infer(
+                [ex for split in self.examples.values() for ex in split]
+            )
+        for split, examples in self.examples.items():
+            schema.check(examples, str(self.paths[split]))
+        self.schema = schema
+        self.formulation: Formulation = get_formulation(formulation, schema)
+        self.prompt_settings = prompt or PromptSettings()
+        shots = random.Random(seed).sample(self.examples.get("train", []), min(self.prompt_settings.few_shot,
+                                                                              len(self.examples.get("train", []))))
+        self.prompts = PromptBuilder(self.formulation, self.prompt_settings, shots)
+        self.model_name = model
+        self.tokenizer = load_tokenizer(resolve_model(model))
+        self.max_length, self.loss_on = max_length, loss_on
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.seed = seed
+        self.cache_dir = Path(cache_dir or Path.home() / ".cache" / "nerre" / "datasets").expanduser()
+        self.datasets: dict[str, Any] = {}
+        self.truncated: dict[str, int] = {}
+
+    def _path(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        p = p if p.is_absolute() else self.data_dir / p
+        if not p.exists():
+            raise FileNotFoundError(f"{p}: no such file; check the path or data_dir (now {self.data_dir})")
+        return p
+
+    def _read(self, path: Path) -> list[Example]:
+        return load_examples(path, self.format, **self.reader_options)
+
+    # -- settings an adapter needs to be reloaded ------------------------------------------
+    def settings(self) -> dict[str, Any]:
+        """Everything prediction needs to rebuild the prompts and decode the outputs."""
+        return {
+            "formulation": self.formulation.name,
+            "schema": {"entities": [asdict(x) for x in self.schema.entities],
+                       "relations": [asdict(x) for x in self.schema.relations]},
+            "prompt": asdict(self.prompt_settings),
+            "shots": [ex.to_dict() for ex in self.prompts.shots],
+            "max_length": self.max_length,
+        }
+
+    # -- tokenization ------------------------------------------------------------------------
+    def prompt_ids(self, text: str) -> list[int]:
+        """Token ids of the prompt for ``text`` (the answer follows them)."""
+        chat = bool(getattr(self.tokenizer, "chat_template", None))
+        rendered = format_prompt(self.tokenizer, self.prompts.prompt(text))
+        return self.tokenizer(rendered, add_special_tokens=not chat)["input_ids"]
+
+    def answer_ids(self, example: Example) -> list[int]:
+        """Token ids of the target for ``example``, ending with the end-of-sequence token."""
+        ids = self.tokenizer(self.formulation.encode(example), add_special_tokens=False)["input_ids"]
+        return ids + [self.tokenizer.eos_token_id]
+
+    def _tokenize(self, row: dict[str, Any]) -> dict[str, Any]:
+        example = Example.from_dict(row)
+        prompt, answer = self.prompt_ids(example.text), self.answer_ids(example)
+        input_ids = prompt + answer
+        labels = ([IGNORE] * len(prompt) if self.loss_on == "answer" else list(prompt)) + answer
+        return {
+            "input_ids": input_ids[: self.max_length],
+            "labels": labels[: self.max_length],
+            "attention_mask": [1] * min(len(input_ids), self.max_length),
+            "prompt_length": len(prompt),
+            "truncated": len(input_ids) > self.max_length,
+        }
+
+    def _fingerprint(self, split: str) -> str:
+        digest = hashlib.sha256()
+        digest.update(self.paths[split].read_bytes() if self.paths[split].is_file() else str(self.paths[split]).encode())
+        settings = self.settings() | {"model": self.model_name, "loss_on": self.loss_on, "split": split,
+                                      "ids": [ex.id for ex in self.examples[split]], "vocab": len(self.tokenizer),
+                                      "tokenizer": self.tokenizer.name_or_path, "version": 1}
+        digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        return digest.hexdigest()[:20]
+
+    def tokenized(self, split: str) -> Any:
+        """The split as a tokenized ``datasets.Dataset`` (computed once, then read from the cache)."""
+        if split not in self.datasets:
+            from nerre.loaders import to_dataset
+
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            cache = self.cache_dir / f"{split}-{self._fingerprint(split)}.arrow"
+            ds = to_dataset(self.examples[split]).map(
+                self._tokenize, cache_file_name=str(cache), load_from_cache_file=True,
+                desc=f"tokenizing {split}", remove_columns=["tokens"],
+            )
+            self.truncated[split] = int(sum(ds["truncated"]))
+            if self.truncated[split]:
+                log.warning(
+                    "%d of %d %s sequences are longer than max_length=%d tokens and were cut; raise "
+                    "data.max_length to keep them whole", self.truncated[split], len(ds), split, self.max_length)
+            self.datasets[split] = ds
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}.get(stage or "", list(self.paths))
+        for split in splits:
+            if split in self.paths and split == "train":
+                self.tokenized(split)
+
+    # -- loaders -----------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        if "train" not in self.paths:
+            raise ValueError("fitting needs training data: set data.train")
+        ds = self.tokenized("train").select_columns(["input_ids", "labels", "attention_mask"])
+        lengths = [len(x) for x in ds["input_ids"]]
+        generator = torch.Generator().manual_seed(self.seed + (self.trainer.current_epoch if self.trainer else 0))
+        sampler = LengthGroupedSampler(self.batch_size, lengths=lengths, generator=generator)
+        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, collate_fn=self._collate_train,
+                          num_workers=self.num_workers)
+
+    def _collate_train(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        batch = {
+            "input_ids": [r["input_ids"] + [pad] * (width - len(r["input_ids"])) for r in rows],
+            "attention_mask": [r["attention_mask"] + [0] * (width - len(r["input_ids"])) for r in rows],
+            "labels": [r["labels"] + [IGNORE] * (width - len(r["input_ids"])) for r in rows],
+        }
+        return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
+
+    def _generation_loader(self, split: str) -> DataLoader:
+        if split not in self.paths:
+            raise ValueError(f"no {split} data: set data.{split}")
+        examples = self.examples[split]
+        rows = [{"index": i, "input_ids": self.prompt_ids(ex.text)} for i, ex in enumerate(examples)]
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]["input_ids"]))
+        return DataLoader([rows[i] for i in order], batch_size=self.eval_batch_size, shuffle=False,
+                          collate_fn=self._collate_prompts, num_workers=self.num_workers)
+
+    def _collate_prompts(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Left-padded prompts, as batched generation with a decoder-only model needs."""
+        width = max(len(r["input_ids"]) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        return {
+            "index": torch.tensor([r["index"] for r in rows]),
+            "input_ids": torch.tensor([[pad] * (width - len(r["input_ids"])) + r["input_ids"] for r in rows]),
+            "attention_mask": torch.tensor([[0] * (width - len(r["input_ids"])) + [1] * len(r["input_ids"])
+                                            for r in rows]),
+        }
+
+    def val_dataloader(self) -> DataLoader:
+        return self._generation_loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._generation_loader("test")

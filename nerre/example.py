@@ -1,0 +1,158 @@
+"""The data model: one annotated example, its entities (character spans) and relations.
+
+Every other part of nerre (loaders, formulations, metrics, prediction, spaCy export)
+reads and writes :class:`Example`. Offsets are character offsets into ``Example.text``,
+``end`` exclusive. Nested and overlapping entities are allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+@dataclass(frozen=True, order=True)
+class Token:
+    """A token of the text: ``text[start:end]``."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, order=True)
+class Entity:
+    """An entity mention: the characters ``text[start:end]`` carry ``label``."""
+
+    start: int
+    end: int
+    label: str
+
+
+@dataclass(frozen=True, order=True)
+class Relation:
+    """A directed relation ``head --label--> tail`` between two entities of the same example."""
+
+    head: Entity
+    tail: Entity
+    label: str
+
+
+def entity_order(entity: Entity) -> tuple[int, int, str]:
+    """Canonical order: by start, outer (longer) spans before the spans nested inside them."""
+    return (entity.start, -entity.end, entity.label)
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split ``text`` into word and punctuation tokens with character offsets."""
+    return [Token(m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+@dataclass
+class Example:
+    """An annotated text.
+
+    Args:
+        text: the source text.
+        entities: entity mentions as character spans of ``text``.
+        relations: relations between entries of ``entities`` (a list: corpora do repeat triples).
+        tokens: the tokens of ``text`` with character offsets; computed by a simple
+            word/punctuation tokenizer when not given.
+        id: an identifier used in error messages and prediction files.
+    """
+
+    text: str
+    entities: list[Entity] = field(default_factory=list)
+    relations: list[Relation] = field(default_factory=list)
+    tokens: list[Token] | None = None
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens is None:
+            self.tokens = tokenize(self.text)
+        self.entities = sorted(self.entities, key=entity_order)
+        self.relations = sorted(self.relations, key=relation_order)
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def from_tokens(
+        cls,
+        words: Sequence[str],
+        spans: Iterable[tuple[int, int, str]] = (),
+        relations: Iterable[tuple[int, int, str]] = (),
+        id: str | None = None,
+    ) -> Example:
+        """Build an example from words joined by single spaces.
+
+        Args:
+            words: the tokens.
+            spans: entities as ``(first token, end token exclusive, label)``.
+            relations: ``(head index, tail index, label)``, indices into ``spans``.
+            id: identifier of the example.
+        """
+        tokens, offset = [], 0
+        for word in words:
+            tokens.append(Token(offset, offset + len(word)))
+            offset += len(word) + 1
+        text = " ".join(words)
+        spans = list(spans)
+        entities = [Entity(tokens[s].start, tokens[e - 1].end, label) for s, e, label in spans]
+        rels = [Relation(entities[h], entities[t], label) for h, t, label in relations]
+        return cls(text, entities, rels, tokens, id)
+
+    # -- views ------------------------------------------------------------------------
+    @property
+    def words(self) -> list[str]:
+        """The token strings."""
+        return [self.text[t.start : t.end] for t in self.tokens or []]
+
+    def span_text(self, entity: Entity) -> str:
+        """The characters an entity covers."""
+        return self.text[entity.start : entity.end]
+
+    def same_annotations(self, other: Example) -> bool:
+        """True when both examples carry the same entities and relations (order ignored)."""
+        return sorted(self.entities, key=entity_order) == sorted(other.entities, key=entity_order) and sorted(
+            self.relations, key=relation_order
+        ) == sorted(other.relations, key=relation_order)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` when a span is out of range or a relation names an unknown entity."""
+        known = set(self.entities)
+        for e in self.entities:
+            if not 0 <= e.start < e.end <= len(self.text):
+                raise ValueError(f"entity {e} is outside the text (length {len(self.text)})")
+        for r in self.relations:
+            if r.head not in known or r.tail not in known:
+                raise ValueError(f"relation {r.label} names an entity that is not in the entity list")
+
+    # -- (de)serialisation ------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The prediction-JSONL record: entities with ``text``, relations by entity index."""
+        index = {e: i for i, e in enumerate(self.entities)}
+        return {
+            "id": self.id,
+            "text": self.text,
+            "entities": [
+                {"start": e.start, "end": e.end, "label": e.label, "text": self.span_text(e)} for e in self.entities
+            ],
+            "relations": [{"head": index[r.head], "tail": index[r.tail], "label": r.label} for r in self.relations],
+        }
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Example:
+        """Inverse of :meth:`to_dict` (``text`` of each entity, when present, is checked by loaders)."""
+        entities = [Entity(int(e["start"]), int(e["end"]), str(e["label"])) for e in record.get("entities", [])]
+        relations = [
+            Relation(entities[int(r["head"])], entities[int(r["tail"])], str(r["label"]))
+            for r in record.get("relations", [])
+        ]
+        rid = record.get("id")
+        return cls(record["text"], entities, relations, id=None if rid is None else str(rid))
+
+
+def relation_order(relation: Relation) -> tuple:
+    """Canonical order of relations: by head, then tail, then label."""
+    return (entity_order(relation.head), entity_order(relation.tail), relation.label)

@@ -1,0 +1,82 @@
+"""What every formulation provides: an example becomes a target text; generated text becomes entities."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass, field
+
+from nerre.example import Entity, Example, Relation
+from nerre.schema import Schema
+
+#: Every defect a decoder can count, with what it means. Decoders never raise on model output.
+DEFECTS = {
+    "unknown_label": "a tag or record names a label outside the configured set",
+    "unclosed_tag": "an opening tag is never closed",
+    "unopened_tag": "a closing tag has no matching opening tag",
+    "crossing_tags": "tags cross instead of nesting",
+    "text_drift": "the text around the tags differs from the input",
+    "hallucinated_entity": "an entity's text is not in the input at the place the output puts it",
+    "empty_entity": "a tag pair encloses no text",
+    "missing_relations": "the relation section is absent",
+    "malformed_relation": "a relation line cannot be read as head | label | tail",
+    "truncated_relations": "the relation section ends in an incomplete line",
+    "unknown_relation": "a triple names a relation type outside the configured set",
+    "dangling_argument": "a triple names no tagged entity",
+    "ambiguous_argument": "a triple's argument matches several tagged entities",
+    "invalid_json": "the output is not valid JSON",
+    "wrong_offsets": "an entity's offsets do not point at its value in the input",
+}
+
+
+@dataclass
+class Decoded:
+    """The result of decoding one generated text.
+
+    Args:
+        entities: recovered entities, mapped to character offsets of the source text.
+        relations: recovered relations between those entities.
+        defects: how many times each defect (see :data:`DEFECTS`) occurred.
+    """
+
+    entities: list[Entity] = field(default_factory=list)
+    relations: list[Relation] = field(default_factory=list)
+    defects: Counter = field(default_factory=Counter)
+
+    def as_example(self, source: Example | str) -> Example:
+        """The prediction as an :class:`Example` over ``source``."""
+        if isinstance(source, str):
+            return Example(source, self.entities, self.relations)
+        return Example(source.text, self.entities, self.relations, source.tokens, source.id)
+
+
+class Formulation(ABC):
+    """Turns examples into target texts and generated texts back into annotations.
+
+    Args:
+        schema: the labels the target may use.
+    """
+
+    #: the name configs use to pick this formulation
+    name: str = ""
+
+    def __init__(self, schema: Schema):
+        self.schema = schema
+        self._entity_by_display = {label.display: label.name for label in schema.entities}
+        self._relation_by_display = {label.display: label.name for label in schema.relations}
+
+    @abstractmethod
+    def encode(self, example: Example) -> str:
+        """The text the model should generate for ``example``."""
+
+    @abstractmethod
+    def decode(self, text: str, output: str) -> Decoded:
+        """Recover annotations of ``text`` from generated ``output``; never raises on bad output."""
+
+    @abstractmethod
+    def instruction(self) -> str:
+        """One paragraph telling the model what output format to produce."""
+
+    def roundtrip(self, example: Example) -> Example:
+        """``decode(encode(example))`` as an :class:`Example`."""
+        return self.decode(example.text, self.encode(example)).as_example(example)

@@ -1,0 +1,122 @@
+"""CoNLL column files: one token per line, blank lines between sentences, ``-DOCSTART-`` lines skipped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nerre.errors import DataError
+from nerre.example import Example
+from nerre.loaders.tags import TagError, detect_scheme, normalize_scheme, spans_from_tags
+
+DOCSTART = "-DOCSTART-"
+
+
+@dataclass
+class _Sentence:
+    words: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # 1-based line of each token
+
+
+def read_conll(
+    path: str | Path,
+    scheme: str = "auto",
+    tag_column: int = -1,
+    separator: str | None = None,
+    text_column: int = 0,
+) -> list[Example]:
+    """Read a CoNLL-style column file (CoNLL-2003, 2-column ``token tag`` files, TSV ...).
+
+    Args:
+        path: the file.
+        scheme: ``auto`` (detect from the whole file), ``iob1``, ``iob2`` or ``bioes``/``bilou``.
+        tag_column: index of the tag column (negative counts from the end).
+        separator: column separator; None detects it: tab if the first token line has a tab, else any whitespace.
+        text_column: index of the token column.
+
+    Returns:
+        One :class:`Example` per sentence, id ``"{file name}:{first line of the sentence}"``.
+
+    Raises:
+        DataError: naming ``file:line`` for a missing file, a wrong column count, or a bad tag.
+    """
+    path = Path(path)
+    if scheme != "auto":
+        scheme = normalize_scheme(scheme)
+    sentences = _read_sentences(path, tag_column, separator, text_column)
+    if not sentences:
+        raise DataError(path, "the file holds no sentences; expected one token per line, blank lines between sentences")
+    if scheme == "auto":
+        scheme = detect_scheme(s.tags for s in sentences)
+    examples = []
+    for sentence in sentences:
+        try:
+            spans = spans_from_tags(sentence.tags, scheme)
+        except TagError as e:
+            line = sentence.lines[e.position]
+            raise DataError(path, f"{e.reason} (tag {e.tag!r}, scheme {scheme})", line=line) from e
+        examples.append(Example.from_tokens(sentence.words, spans, id=f"{path.name}:{sentence.lines[0]}"))
+    return examples
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        hint = "; for a Hugging Face hub dataset pass format='hf'" if not path.exists() and not path.suffix else ""
+        what = "is a folder, not a CoNLL file" if path.is_dir() else "does not exist"
+        raise DataError(path, f"file {what}; check the path{hint}")
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text ({e.reason} at byte {e.start}); convert the file to UTF-8") from e
+
+
+def _read_sentences(path: Path, tag_column: int, separator: str | None, text_column: int) -> list[_Sentence]:
+    sentences: list[_Sentence] = []
+    current = _Sentence()
+    n_columns = first_line = 0
+    for number, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            if current.words:
+                sentences.append(current)
+                current = _Sentence()
+            continue
+        if line.split()[0] == DOCSTART:
+            if current.words:
+                sentences.append(current)
+                current = _Sentence()
+            continue
+        if n_columns == 0 and separator is None:
+            separator = "\t" if "\t" in line else ""
+        fields = [f.strip() for f in line.split(separator)] if separator else line.split()
+        if n_columns == 0:
+            n_columns, first_line = len(fields), number
+            _check_columns(path, number, n_columns, tag_column, text_column)
+        elif len(fields) != n_columns:
+            raise DataError(
+                path,
+                f"expected {n_columns} columns (as on line {first_line}), found {len(fields)}; every token line "
+                "needs the same columns (check the separator, or a missing/extra field)",
+                line=number,
+            )
+        word = fields[text_column]
+        if not word:
+            message = f"empty token in column {text_column}; remove the line or fill in the token"
+            raise DataError(path, message, line=number)
+        current.words.append(word)
+        current.tags.append(fields[tag_column])
+        current.lines.append(number)
+    if current.words:
+        sentences.append(current)
+    return sentences
+
+
+def _check_columns(path: Path, line: int, n_columns: int, tag_column: int, text_column: int) -> None:
+    if n_columns < 2:
+        raise DataError(path, "a token line needs at least 2 columns (token and tag), found 1", line=line)
+    for name, column in (("tag_column", tag_column), ("text_column", text_column)):
+        if not -n_columns <= column < n_columns:
+            message = f"{name}={column} is out of range for {n_columns} columns; pick another column"
+            raise DataError(path, message, line=line)
+    if tag_column % n_columns == text_column % n_columns:
+        raise DataError(path, f"tag_column={tag_column} and text_column={text_column} name the same column", line=line)

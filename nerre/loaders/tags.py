@@ -1,0 +1,169 @@
+"""Tag schemes (IOB1, IOB2, BIOES/BILOU): detect the scheme of a tagged corpus and decode tags into spans.
+
+Shared by the CoNLL column reader and the Hugging Face reader. Spans are ``(first token, end token
+exclusive, label)``. Decoding errors are :class:`TagError` (a ``ValueError``) carrying the 0-based token
+position, so that readers can point at the file line or record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+SCHEMES = ("iob1", "iob2", "bioes")
+_ALIASES = {"bio": "iob2", "iob": "iob2", "iobes": "bioes", "bilou": "bioes"}
+_PREFIXES = frozenset("BIESLU")
+_BILOU = {"L": "E", "U": "S"}  # BILOU spells BIOES's E- and S- as L- and U-
+
+Span = tuple[int, int, str]
+
+
+class TagError(ValueError):
+    """An ill-formed tag, or a tag that breaks the scheme, at token ``position`` (0-based)."""
+
+    def __init__(self, position: int, tag: str, reason: str):
+        self.position, self.tag, self.reason = position, tag, reason
+        super().__init__(f"token {position} (0-based), tag {tag!r}: {reason}")
+
+
+def normalize_scheme(scheme: str) -> str:
+    """The canonical name of a scheme (``bilou`` -> ``bioes``, ``bio`` -> ``iob2``); ValueError if unknown."""
+    name = _ALIASES.get(scheme.lower(), scheme.lower())
+    if name not in SCHEMES:
+        raise ValueError(f"unknown tag scheme {scheme!r}; choose one of {', '.join(SCHEMES)} (or 'auto' to detect)")
+    return name
+
+
+def parse_tag(tag: str, position: int = 0) -> tuple[str, str | None]:
+    """Split a tag into ``(prefix, type)``: ``"O" -> ("O", None)``, ``"B-PER" -> ("B", "PER")``.
+
+    BILOU prefixes are mapped to BIOES (``U`` -> ``S``, ``L`` -> ``E``). Raises :class:`TagError` when the
+    tag is neither ``O`` nor ``PREFIX-TYPE`` with a prefix among B, I, E, S, L, U.
+    """
+    if tag == "O":
+        return "O", None
+    prefix, dash, label = tag.partition("-")
+    if not dash or prefix not in _PREFIXES or not label.strip():
+        raise TagError(
+            position,
+            tag,
+            "a tag must be 'O' or PREFIX-TYPE with PREFIX one of B, I, E, S, L, U (e.g. 'B-PER'); "
+            "fix the tag, or check that the tag column is the right one",
+        )
+    return _BILOU.get(prefix, prefix), label
+
+
+def _try_parse(tag: str) -> tuple[str, str | None] | None:
+    try:
+        return parse_tag(tag)
+    except TagError:
+        return None
+
+
+def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
+    """Guess the scheme of a corpus from all its tag sequences.
+
+    ``bioes`` if any tag is S-/E- (or BILOU's U-/L-); else ``iob1`` if some I-X begins an entity (the previous
+    tag is O, of another type, or the sentence start); else ``iob2``. Ill-formed tags are left for
+    :func:`spans_from_tags` to report.
+    """
+    iob1 = False
+    for tags in tag_sequences:
+        previous: str | None = None
+        for tag in tags:
+            parsed = _try_parse(tag)
+            if parsed is None:
+                previous = None
+                continue
+            prefix, label = parsed
+            if prefix in ("S", "E"):
+                return "bioes"
+            if prefix == "I" and label != previous:
+                iob1 = True
+            previous = label
+    return "iob1" if iob1 else "iob2"
+
+
+def spans_from_tags(tags: Sequence[str], scheme: str) -> list[Span]:
+    """Decode one sentence's tags into ``(start, end_exclusive, label)`` spans.
+
+    Args:
+        tags: one tag per token.
+        scheme: ``iob1``, ``iob2`` or ``bioes`` (aliases ``bio``, ``bilou``, ``iobes``).
+
+    Raises:
+        TagError: (a ``ValueError``) naming the 0-based token position and the tag, for an ill-formed tag
+            or a sequence the scheme does not allow.
+    """
+    scheme = normalize_scheme(scheme)
+    if scheme == "bioes":
+        return _decode_bioes(tags)
+    spans: list[Span] = []
+    start, current = 0, None  # the open entity: first token and type
+    for i, tag in enumerate(tags):
+        prefix, label = parse_tag(tag, i)
+        if prefix in ("E", "S"):
+            reason = f"{prefix}- tags belong to BIOES/BILOU, not {scheme}; read the data with scheme 'bioes'"
+            raise TagError(i, tag, reason)
+        if current is not None and (prefix != "I" or label != current):
+            spans.append((start, i, current))
+            current = None
+        if prefix == "B" or (prefix == "I" and current is None):
+            if prefix == "I" and scheme == "iob2":
+                raise TagError(
+                    i,
+                    tag,
+                    f"I-{label} does not continue a {label} entity, which IOB2 requires; if the data is IOB1 "
+                    "(I- starts entities and B- only separates two adjacent entities of one type, as in "
+                    "CoNLL-2003), use scheme 'iob1'",
+                )
+            start, current = i, label
+    if current is not None:
+        spans.append((start, len(tags), current))
+    return spans
+
+
+def _decode_bioes(tags: Sequence[str]) -> list[Span]:
+    spans: list[Span] = []
+    start, current = 0, None
+    for i, tag in enumerate(tags):
+        prefix, label = parse_tag(tag, i)
+        if current is not None and not (prefix in ("I", "E") and label == current):
+            raise TagError(
+                i,
+                tag,
+                f"the {current} entity opened by B- at token {start} is not closed by E-{current} (or L-{current}); "
+                "fix the tags, or pick the right scheme",
+            )
+        if current is None and prefix in ("I", "E"):
+            reason = f"{prefix}-{label} without a preceding B-{label}; fix the tags, or pick the right scheme"
+            raise TagError(i, tag, reason)
+        if prefix == "S":
+            spans.append((i, i + 1, label))
+        elif prefix == "B":
+            start, current = i, label
+        elif prefix == "E":
+            spans.append((start, i + 1, label))
+            current = None
+    if current is not None:
+        raise TagError(
+            len(tags) - 1,
+            tags[-1],
+            f"the sentence ends inside the {current} entity opened by B- at token {start}; close it with E-{current}",
+        )
+    return spans
+
+
+def iob2_tags(n_tokens: int, spans: Iterable[Span]) -> list[str]:
+    """IOB2 tags for ``n_tokens`` tokens from flat spans (the inverse of ``spans_from_tags(tags, "iob2")``).
+
+    Raises ``ValueError`` for a span out of range, empty, or overlapping another span.
+    """
+    tags = ["O"] * n_tokens
+    for start, end, label in sorted(spans):
+        if not 0 <= start < end <= n_tokens:
+            raise ValueError(f"span ({start}, {end}, {label!r}) is empty or outside 0..{n_tokens}")
+        if any(t != "O" for t in tags[start:end]):
+            raise ValueError(f"span ({start}, {end}, {label!r}) overlaps another span; IOB tags need flat spans")
+        tags[start] = f"B-{label}"
+        tags[start + 1 : end] = [f"I-{label}"] * (end - start - 1)
+    return tags

@@ -1,0 +1,226 @@
+"""Micro precision / recall / F1 for entities and relations, matched on character offsets.
+
+Entities are matched span-exactly: ``(example, start, end, label)``. On flat entities this
+equals seqeval's strict IOB2 scores (and conlleval's / seqeval's default scores on valid
+IOB2 tags); ``tests/test_metrics.py`` checks that on CoNLL-2003.
+
+Relations are scored in the two settings of Taillé et al. (EMNLP 2020), both micro:
+
+* ``strict``: relation label, both argument spans and both argument entity labels;
+* ``boundaries``: relation label and both argument spans (entity labels ignored).
+
+Gold and predictions are compared as *sets* per example: a span or triple predicted twice
+counts once, and a triple repeated in the gold counts once too.
+
+Zero division follows seqeval's ``zero_division=0``: precision is 0 when nothing is
+predicted, recall is 0 when there is no gold, F1 is 0 when precision + recall is 0.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Collection, Hashable, Iterable, Sequence
+
+from nerre.example import Entity, Example, Relation
+
+__all__ = ["PRF", "Scores", "pair_examples", "score_entities", "score_relations", "evaluate", "RELATION_MODES"]
+
+RELATION_MODES = ("strict", "boundaries")
+
+
+@dataclass
+class PRF:
+    """Precision, recall and F1 with the counts they come from.
+
+    Attributes:
+        precision: ``correct / predicted`` (0 when nothing is predicted).
+        recall: ``correct / gold`` (0 when there is no gold).
+        f1: harmonic mean of precision and recall (0 when both are 0).
+        gold: number of gold items (the support).
+        predicted: number of predicted items.
+        correct: number of predicted items that are in the gold.
+    """
+
+    precision: float = 0.0
+    recall: float = 0.0
+    f1: float = 0.0
+    gold: int = 0
+    predicted: int = 0
+    correct: int = 0
+
+    @classmethod
+    def from_counts(cls, correct: int, gold: int, predicted: int) -> PRF:
+        """Scores from counts, with seqeval's ``zero_division=0`` convention."""
+        precision = correct / predicted if predicted else 0.0
+        recall = correct / gold if gold else 0.0
+        # Same formula as seqeval / scikit-learn, so the floats agree to the last bit.
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return cls(precision, recall, f1, gold, predicted, correct)
+
+    def to_dict(self) -> dict[str, float | int]:
+        """``{"precision", "recall", "f1", "gold", "predicted", "correct"}``."""
+        return asdict(self)
+
+
+@dataclass
+class Scores:
+    """Micro-averaged scores plus one :class:`PRF` per label (labels sorted)."""
+
+    micro: PRF = field(default_factory=PRF)
+    per_label: dict[str, PRF] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The micro figures at top level, and ``"per_label": {label: {...}}``."""
+        return {**self.micro.to_dict(), "per_label": {k: v.to_dict() for k, v in self.per_label.items()}}
+
+
+def _head(text: str, width: int = 60) -> str:
+    return repr(text if len(text) <= width else text[:width] + "...")
+
+
+def pair_examples(gold: Sequence[Example], pred: Sequence[Example]) -> list[tuple[Example, Example]]:
+    """Pair each gold example with its prediction.
+
+    Pairs by ``id`` when every example on both sides has an id, the ids are unique on each
+    side, and both sides hold the same ids (the result follows the gold order); otherwise
+    pairs by position.
+
+    Raises:
+        ValueError: when the two lists differ in length, when both sides carry unique ids
+            that do not match (or, paired by position, two paired ids differ), or when a
+            gold example and its prediction have different ``text``.
+    """
+    gold, pred = list(gold), list(pred)
+    if len(gold) != len(pred):
+        raise ValueError(
+            f"cannot pair {len(gold)} gold examples with {len(pred)} predictions: "
+            "the prediction file must hold one record per gold example"
+        )
+    gold_ids = [g.id for g in gold]
+    pred_ids = [p.id for p in pred]
+
+    def unique(ids: list[str | None]) -> bool:
+        return None not in ids and len(set(ids)) == len(ids)
+
+    if unique(gold_ids) and unique(pred_ids):
+        if set(gold_ids) != set(pred_ids):
+            missing = sorted(set(gold_ids) - set(pred_ids), key=str)
+            extra = sorted(set(pred_ids) - set(gold_ids), key=str)
+            raise ValueError(
+                f"gold and prediction ids do not match: {len(missing)} gold ids have no prediction "
+                f"(e.g. {missing[:5]}), {len(extra)} prediction ids are not in the gold (e.g. {extra[:5]})"
+            )
+        by_id = {p.id: p for p in pred}
+        pairs = [(g, by_id[g.id]) for g in gold]
+    else:
+        pairs = list(zip(gold, pred))
+        for i, (g, p) in enumerate(pairs):
+            if g.id is not None and p.id is not None and g.id != p.id:
+                raise ValueError(
+                    f"paired by position, example {i} has gold id {g.id!r} but prediction id {p.id!r}; "
+                    "keep the gold order or give every example a unique id"
+                )
+    for i, (g, p) in enumerate(pairs):
+        if g.text != p.text:
+            where = f"id {g.id!r}" if g.id is not None else f"index {i}"
+            raise ValueError(
+                f"example {where}: gold and prediction texts differ: gold {_head(g.text)} vs prediction {_head(p.text)}"
+            )
+    return pairs
+
+
+def _score(items: Iterable[tuple[Collection[Hashable], Collection[Hashable]]], label: Callable[[Any], str]) -> Scores:
+    """Micro and per-label scores of per-example (gold, predicted) collections, taken as sets."""
+    gold_n: Counter[str] = Counter()
+    pred_n: Counter[str] = Counter()
+    correct_n: Counter[str] = Counter()
+    for gold_items, pred_items in items:
+        g, p = set(gold_items), set(pred_items)
+        gold_n.update(label(x) for x in g)
+        pred_n.update(label(x) for x in p)
+        correct_n.update(label(x) for x in g & p)
+    labels = sorted(set(gold_n) | set(pred_n))
+    per_label = {lab: PRF.from_counts(correct_n[lab], gold_n[lab], pred_n[lab]) for lab in labels}
+    micro = PRF.from_counts(sum(correct_n.values()), sum(gold_n.values()), sum(pred_n.values()))
+    return Scores(micro, per_label)
+
+
+def _entity_scores(pairs: list[tuple[Example, Example]]) -> Scores:
+    return _score(((g.entities, p.entities) for g, p in pairs), label=lambda e: e.label)
+
+
+def score_entities(gold: Sequence[Example], pred: Sequence[Example]) -> Scores:
+    """Span-exact micro P/R/F1 of entities, plus one entry per entity label.
+
+    An entity counts as correct when a gold entity of the paired example has the same
+    ``start``, ``end`` and ``label``. Entities are sets per example: duplicates count once.
+    Examples are paired with :func:`pair_examples`.
+    """
+    return _entity_scores(pair_examples(gold, pred))
+
+
+def _relation_key(relation: Relation, mode: str, symmetric: Collection[str]) -> tuple:
+    def arg(e: Entity) -> tuple:
+        return (e.start, e.end, e.label) if mode == "strict" else (e.start, e.end)
+
+    head, tail = arg(relation.head), arg(relation.tail)
+    if relation.label in symmetric and tail < head:
+        head, tail = tail, head
+    return (relation.label, head, tail)
+
+
+def _relation_scores(pairs: list[tuple[Example, Example]], mode: str, symmetric: Collection[str]) -> Scores:
+    if mode not in RELATION_MODES:
+        raise ValueError(f"unknown relation scoring mode {mode!r}; use one of {RELATION_MODES}")
+    symmetric = frozenset(symmetric)
+    return _score(
+        (
+            (
+                [_relation_key(r, mode, symmetric) for r in g.relations],
+                [_relation_key(r, mode, symmetric) for r in p.relations],
+            )
+            for g, p in pairs
+        ),
+        label=lambda key: key[0],
+    )
+
+
+def score_relations(
+    gold: Sequence[Example],
+    pred: Sequence[Example],
+    mode: str = "strict",
+    symmetric: Collection[str] = (),
+) -> Scores:
+    """Micro P/R/F1 of relations, plus one entry per relation label.
+
+    Args:
+        gold: the gold examples.
+        pred: the predictions, paired with the gold by :func:`pair_examples`.
+        mode: ``"strict"`` matches the relation label, both argument spans and both argument
+            entity labels; ``"boundaries"`` matches the relation label and both argument
+            spans (entity labels are ignored).
+        symmetric: relation labels whose argument order does not matter: ``A -r-> B`` and
+            ``B -r-> A`` are the same relation (the two arguments are sorted before
+            matching). All other labels are directed.
+
+    Relations are sets per example: a relation predicted twice counts once (and, after
+    canonicalisation, so do both directions of a symmetric relation). Arguments are
+    matched by their spans, whether or not they also appear in the entity list.
+    """
+    return _relation_scores(pair_examples(gold, pred), mode, symmetric)
+
+
+def evaluate(gold: Sequence[Example], pred: Sequence[Example], symmetric: Collection[str] = ()) -> dict[str, Any]:
+    """All scores as a JSON-ready dict.
+
+    Returns:
+        ``{"entities": {...}, "relations": {"strict": {...}, "boundaries": {...}}}``, each
+        entry a :meth:`Scores.to_dict`. The relation entries are present (zeros, no labels)
+        when the data has no relations.
+    """
+    pairs = pair_examples(gold, pred)
+    return {
+        "entities": _entity_scores(pairs).to_dict(),
+        "relations": {mode: _relation_scores(pairs, mode, symmetric).to_dict() for mode in RELATION_MODES},
+    }

@@ -1,0 +1,145 @@
+"""The label set of a task: entity and relation types, their display names and descriptions."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nerre.example import Example
+
+_FORBIDDEN = re.compile(r"[<>|\n#]")
+
+
+@dataclass(frozen=True)
+class Label:
+    """One entity or relation type.
+
+    Args:
+        name: the label as the data spells it (``Peop``).
+        display: what the model reads and writes (``person``); defaults to ``name``.
+        description: one line for the prompt, saying what the label covers.
+        symmetric: for relation types whose direction carries no meaning (SciERC's Compare).
+    """
+
+    name: str
+    display: str = ""
+    description: str = ""
+    symmetric: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.display:
+            object.__setattr__(self, "display", self.name)
+        if not self.name or not self.display.strip():
+            raise ValueError("a label needs a non-empty name")
+        if _FORBIDDEN.search(self.display):
+            raise ValueError(
+                f"label display name {self.display!r} contains one of < > | # or a newline, which the "
+                "tagged output uses as markup; choose another display name"
+            )
+
+
+@dataclass
+class Schema:
+    """The entity and relation types of a task, in the order the prompt lists them.
+
+    Args:
+        entities: entity types.
+        relations: relation types (empty for plain NER).
+    """
+
+    entities: list[Label] = field(default_factory=list)
+    relations: list[Label] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.entities = [_as_label(x) for x in self.entities]
+        self.relations = [_as_label(x) for x in self.relations]
+        for kind, labels in (("entity", self.entities), ("relation", self.relations)):
+            for attr in ("name", "display"):
+                seen = [getattr(label, attr) for label in labels]
+                dupes = sorted({x for x in seen if seen.count(x) > 1})
+                if dupes:
+                    raise ValueError(f"duplicate {kind} label {attr}(s): {', '.join(dupes)}")
+
+    @property
+    def entity_names(self) -> list[str]:
+        return [label.name for label in self.entities]
+
+    @property
+    def relation_names(self) -> list[str]:
+        return [label.name for label in self.relations]
+
+    def entity(self, name: str) -> Label:
+        """The entity label called ``name``."""
+        return _lookup(self.entities, name, "entity")
+
+    def relation(self, name: str) -> Label:
+        """The relation label called ``name``."""
+        return _lookup(self.relations, name, "relation")
+
+    @property
+    def symmetric_relations(self) -> set[str]:
+        return {label.name for label in self.relations if label.symmetric}
+
+    def check(self, examples: Iterable[Example], source: str = "data") -> None:
+        """Raise ``ValueError`` when ``examples`` use a label this schema does not define."""
+        ents, rels = set(self.entity_names), set(self.relation_names)
+        for i, ex in enumerate(examples):
+            for e in ex.entities:
+                if e.label not in ents:
+                    raise ValueError(
+                        f"{source}: example {ex.id or i} has entity label {e.label!r}, which is not in the "
+                        f"configured labels {sorted(ents)}; add it to the schema or fix the data"
+                    )
+            for r in ex.relations:
+                if r.label not in rels:
+                    raise ValueError(
+                        f"{source}: example {ex.id or i} has relation label {r.label!r}, which is not in the "
+                        f"configured relation labels {sorted(rels)}; add it to the schema or fix the data"
+                    )
+
+    @classmethod
+    def infer(cls, examples: Iterable[Example]) -> Schema:
+        """The labels used in ``examples``, sorted by name, without descriptions."""
+        ents: set[str] = set()
+        rels: set[str] = set()
+        for ex in examples:
+            ents.update(e.label for e in ex.entities)
+            rels.update(r.label for r in ex.relations)
+        return cls([Label(x) for x in sorted(ents)], [Label(x) for x in sorted(rels)])
+
+    @classmethod
+    def from_types_file(cls, path: str | Path) -> Schema:
+        """Read a SpERT ``*_types.json``: the ``verbose`` name becomes the display name."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: types file not found") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
+
+        def labels(key: str) -> list[Label]:
+            return [
+                Label(name, str(v.get("verbose") or name), str(v.get("description", "")), bool(v.get("symmetric")))
+                for name, v in data.get(key, {}).items()
+            ]
+
+        return cls(labels("entities"), labels("relations"))
+
+
+def _as_label(x: Label | str | dict) -> Label:
+    if isinstance(x, Label):
+        return x
+    if isinstance(x, str):
+        return Label(x)
+    return Label(**x)
+
+
+def _lookup(labels: list[Label], name: str, kind: str) -> Label:
+    for label in labels:
+        if label.name == name:
+            return label
+    raise KeyError(f"unknown {kind} label {name!r}; known: {[x.name for x in labels]}")
