@@ -8,7 +8,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from nerre.errors import ConfigError, DataError, root_cause
+
 TRAINING_COMMANDS = ("fit", "validate", "test")
+USER_ERRORS = (ConfigError, DataError, FileNotFoundError)
 
 USAGE = """usage: nerre COMMAND [options]
 
@@ -107,6 +110,7 @@ def _print_json(result: Any) -> None:
 
 def run_training(args: Sequence[str]) -> Any:
     """``nerre fit|validate|test``: a LightningCLI over :class:`~nerre.task.BaseTask` subclasses."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
     from nerre.callbacks import PrintAndSaveConfig, SaveBestAdapter
@@ -117,24 +121,36 @@ def run_training(args: Sequence[str]) -> Any:
         def add_arguments_to_parser(self, parser: Any) -> None:
             parser.link_arguments("model.init_args.model", "data.model")
             parser.add_lightning_class_args(SaveBestAdapter, "adapter")
+            parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+            parser.set_defaults({"checkpoint.monitor": "val/f1", "checkpoint.mode": "max", "checkpoint.save_last": True})
 
-    return NerreCLI(
-        model_class=BaseTask,
-        datamodule_class=ExtractionData,
-        subclass_mode_model=True,
-        save_config_callback=PrintAndSaveConfig,
-        save_config_kwargs={"overwrite": True},
-        seed_everything_default=42,
-        trainer_defaults={
-            "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
-        },
-        args=list(args),
-    )
+    try:
+        return NerreCLI(
+            model_class=BaseTask,
+            datamodule_class=ExtractionData,
+            subclass_mode_model=True,
+            save_config_callback=PrintAndSaveConfig,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=42,
+            trainer_defaults={
+                "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
+            },
+            args=None if list(args) == sys.argv[1:] else list(args),  # LightningCLI warns when given both
+        )
+    except Exception as err:  # jsonargparse wraps errors raised while building the objects: unwrap ours
+        cause = root_cause(err)
+        if cause is not err and isinstance(cause, USER_ERRORS):
+            raise cause from None
+        raise
 
 
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point of the ``nerre`` command; ``args`` defaults to ``sys.argv[1:]``."""
-    run(sys.argv[1:] if args is None else args)
+    try:
+        run(sys.argv[1:] if args is None else args)
+    except USER_ERRORS as err:
+        print(f"nerre: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run(args: Sequence[str]) -> Any:

@@ -23,3 +23,14 @@ class DataError(ValueError):
         if record is not None:
             where += f": record {record}"
         super().__init__(f"{where}: {message}")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work: an unknown label, a missing file, an impossible combination."""
+
+
+def root_cause(err: BaseException) -> BaseException:
+    """The innermost exception of a chain (jsonargparse wraps errors raised while building objects)."""
+    while err.__cause__ is not None or (err.__context__ is not None and not err.__suppress_context__):
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return err

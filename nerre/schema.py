@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nerre.errors import ConfigError
 from nerre.example import Example
 
 _FORBIDDEN = re.compile(r"[<>|\n#]")
@@ -89,13 +90,13 @@ class Schema:
         for i, ex in enumerate(examples):
             for e in ex.entities:
                 if e.label not in ents:
-                    raise ValueError(
+                    raise ConfigError(
                         f"{source}: example {ex.id or i} has entity label {e.label!r}, which is not in the "
                         f"configured labels {sorted(ents)}; add it to the schema or fix the data"
                     )
             for r in ex.relations:
                 if r.label not in rels:
-                    raise ValueError(
+                    raise ConfigError(
                         f"{source}: example {ex.id or i} has relation label {r.label!r}, which is not in the "
                         f"configured relation labels {sorted(rels)}; add it to the schema or fix the data"
                     )

@@ -83,3 +83,88 @@ def test_tiny_model_learns_the_examples_through_the_fit_path(model_dir, tmp_path
         (out,) = generate_greedy(model, tokenizer, ids["input_ids"], ids["attention_mask"], 96)
         predictions.append(formulation.decode(ex.text, out).as_example(ex))
     assert score_entities(gold, predictions).micro.f1 == 1.0
+
+
+def tiny_data(model_dir: Path, root: Path, **overrides) -> ExtractionData:
+    settings = yaml.safe_load(CONFIG.read_text())["data"]
+    settings.update(schema=tiny_schema(), data_dir=str(DATA), model=str(model_dir), cache_dir=str(root / "cache"))
+    settings.update(overrides)
+    return ExtractionData(**settings)
+
+
+@pytest.mark.parametrize("loss_on", ["answer", "all"])
+def test_labels_mask_exactly_the_prompt_token_by_token(model_dir, tmp_path, loss_on):
+    data = tiny_data(model_dir, tmp_path, loss_on=loss_on)
+    tokenizer = data.tokenizer
+    rows = data.tokenized("train")
+    assert len(rows) == 4 and data.truncated["train"] == 0
+    for example, row in zip(data.examples["train"], rows):
+        prompt = tokenizer(data.prompts.prompt(example.text))["input_ids"]
+        answer = tokenizer(data.formulation.encode(example), add_special_tokens=False)["input_ids"]
+        assert row["input_ids"] == prompt + answer + [tokenizer.eos_token_id]
+        assert row["prompt_length"] == len(prompt)
+        for position, (token, label) in enumerate(zip(row["input_ids"], row["labels"])):
+            if position < len(prompt) and loss_on == "answer":
+                assert label == IGNORE
+            else:
+                assert label == token
+        answer_text = tokenizer.decode([t for t in row["labels"][len(prompt):]], skip_special_tokens=True)
+        assert answer_text == data.formulation.encode(example)
+
+    batch = data._collate_train([rows[i] for i in range(4)])
+    padding = batch["attention_mask"] == 0
+    assert padding.any() and (batch["labels"][padding] == IGNORE).all()
+    assert (batch["input_ids"][padding] == tokenizer.pad_token_id).all()
+
+
+def test_truncation_is_counted(model_dir, tmp_path, caplog):
+    data = tiny_data(model_dir, tmp_path, max_length=40)
+    rows = data.tokenized("train")
+    assert data.truncated["train"] == 4 and max(len(r["input_ids"]) for r in rows) == 40
+    assert "4 of 4 train sequences are longer than max_length=40" in caplog.text
+
+
+def test_resumed_run_continues_where_it_stopped(model_dir, tmp_path):
+    first = tmp_path / "first"
+    run(fit_args(model_dir, first, "--trainer.max_steps", "6", "--trainer.check_val_every_n_epoch", "100",
+                 "--checkpoint.every_n_train_steps", "3"))
+    (checkpoint,) = first.glob("runs/**/checkpoints/last.ckpt")
+    state = torch.load(checkpoint, weights_only=False)
+    assert state["global_step"] == 6
+    assert state["state_dict"] and all("lora_" in key for key in state["state_dict"])  # no frozen base weights
+
+    second = tmp_path / "second"
+    run(fit_args(model_dir, second, "--trainer.max_steps", "10", "--trainer.check_val_every_n_epoch", "100",
+                 "--checkpoint.every_n_train_steps", "5", "--ckpt_path", str(checkpoint)))
+    (resumed,) = second.glob("runs/**/checkpoints/last.ckpt")
+    state2 = torch.load(resumed, weights_only=False)
+    assert state2["global_step"] == 10
+    steps = [int(r["step"]) for r in metrics(second) if r.get("train/loss")]
+    assert steps and min(steps) >= 6  # logging resumed after step 6, not from 0
+    lora = [k for k in state["state_dict"]]
+    assert any(not torch.equal(state["state_dict"][k], state2["state_dict"][k]) for k in lora)
+
+
+def test_bad_configs_fail_before_training(model_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no/such/model.*does not exist"):
+        run(fit_args(tmp_path / "no" / "such" / "model", tmp_path))
+    with pytest.raises(FileNotFoundError, match="missing.jsonl: no such file"):
+        run(fit_args(model_dir, tmp_path, "--data.train", "missing.jsonl"))
+    bad = tmp_path / "bad.yaml"
+    config = yaml.safe_load(CONFIG.read_text())
+    config["data"]["schema"]["entities"] = config["data"]["schema"]["entities"][:2]  # LOC missing
+    bad.write_text(yaml.safe_dump(config))
+    args = fit_args(model_dir, tmp_path)
+    args[2] = str(bad)
+    with pytest.raises(ValueError, match="entity label 'LOC', which is not in the configured labels"):
+        run(args)
+    assert not list(tmp_path.glob("runs/**/checkpoints"))
+
+
+def test_cli_prints_a_clear_error(model_dir, tmp_path, capsys):
+    from nerre.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(model_dir, tmp_path, "--data.train", "missing.jsonl"))
+    assert exit_info.value.code == 2
+    assert "nerre: error:" in capsys.readouterr().err
