@@ -13,43 +13,18 @@ import yaml
 from nerre.adapter import load_adapter
 from nerre.cli import run
 from nerre.datamodule import IGNORE, ExtractionData
-from nerre.formulation import TaggedText
 from nerre.generation import generate_greedy
 from nerre.loaders import read_jsonl
 from nerre.metrics import score_entities
-from nerre.prompt import PromptBuilder
-from nerre.schema import Schema
 
-from tiny import tiny_model, tiny_tokenizer
-
-TESTS = Path(__file__).parent
-CONFIG = TESTS / "conf" / "tiny.yaml"
-DATA = TESTS / "data"
+from conftest import TINY_CONFIG as CONFIG
+from conftest import TINY_DATA as DATA
+from conftest import fit_args, tiny_schema
 
 
-def tiny_schema() -> Schema:
-    return Schema(**yaml.safe_load(CONFIG.read_text())["data"]["schema"])
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """A random tiny Gemma 3 whose tokenizer was trained on the prompts and targets of the tiny data."""
-    examples = read_jsonl(DATA / "tiny.jsonl")
-    formulation = TaggedText(tiny_schema())
-    prompts = PromptBuilder(formulation)
-    texts = [prompts.prompt(ex.text) + formulation.encode(ex) for ex in examples] * 4
-    folder = tmp_path_factory.mktemp("tiny-model")
-    tokenizer = tiny_tokenizer(texts, vocab_size=2000)
-    tiny_model(tokenizer, initializer_range=0.5).save_pretrained(folder)  # logits large enough to fit
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def fit_args(model_dir: Path, root: Path, *extra: str) -> list[str]:
-    return ["fit", "--config", str(CONFIG), "--model.init_args.model", str(model_dir),
-            "--data.data_dir", str(DATA), "--data.cache_dir", str(root / "cache"),
-            "--trainer.default_root_dir", str(root), "--trainer.logger.init_args.save_dir", str(root / "runs"),
-            *extra]
+@pytest.fixture
+def model_dir(tiny_model_dir) -> Path:
+    return tiny_model_dir
 
 
 def metrics(root: Path) -> list[dict[str, str]]:
@@ -57,8 +32,8 @@ def metrics(root: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(file.open()))
 
 
-def test_tiny_model_learns_the_examples_through_the_fit_path(model_dir, tmp_path):
-    run(fit_args(model_dir, tmp_path))
+def test_tiny_model_learns_the_examples_through_the_fit_path(model_dir, tiny_run):
+    tmp_path = tiny_run
     rows = metrics(tmp_path)
     f1 = [float(r["val/entity_f1"]) for r in rows if r.get("val/entity_f1")]
     rel = [float(r["val/relation_f1"]) for r in rows if r.get("val/relation_f1")]

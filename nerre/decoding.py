@@ -1,0 +1,839 @@
+"""Faithful, fast decoding: constrained greedy decoding of the tagged formulation, with lossless speculation.
+
+Constrained mode (``DecodeOptions(constrained=True)``, tagged formulation only) can only produce
+answers that are a faithful copy of the input with valid tags:
+
+* the input reproduced byte for byte, with opening tags ``<display>`` of configured entity labels
+  inserted before token starts and closing tags ``</display>`` closing the innermost open tag at a
+  token end (no empty, crossing or unclosed tags, at most ``max_nesting`` open at once);
+* when the schema has relation types, ``"\\nRelations:"`` and then at most ``max_relations``
+  distinct lines ``"\\n{head} | {relation} | {tail}"`` whose arguments are entities tagged in this
+  very answer (named as :func:`~nerre.formulation.tagged.references` names them, head != tail);
+* end-of-sequence, allowed only once all of the above is complete.
+
+At each step the token chosen is the highest-scoring token among those that keep the answer a
+valid prefix (``argmax`` over the valid set, ties to the lowest id). The valid set is enumerated
+exactly: a byte-level NFA of the answer language (:class:`TagGrammar`) is walked together with the
+byte strings of the vocabulary (:class:`TokenTable`), so only the logits of valid tokens are ever
+computed (a gather of a few LM-head rows instead of the full vocabulary).
+
+Speed comes from the answer being mostly a copy: the next ``speculate`` tokens of the copy (the
+tokenization of the source from the cursor, or the rest of a tag or relation line once it is
+determined) are proposed and verified in one forward pass over the KV cache; the proposal is kept
+up to the first position where the constrained greedy choice differs, that choice is taken there,
+and the cache is cropped. The result is the same as step-by-step constrained greedy decoding
+(up to floating-point noise between a one-token and a many-token forward pass). The prompt header,
+identical across inputs, is prefilled once and its cache shared by every input.
+
+Unconstrained mode (``constrained=False``) is plain greedy ``model.generate`` (batched, optionally
+with ``prompt_lookup_num_tokens``); its answers go through the formulation's tolerant ``decode``,
+which counts defects (:func:`parse_answers`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import DynamicCache, PreTrainedTokenizerBase
+
+from nerre.example import Entity, Example, Token, tokenize
+from nerre.formulation import Formulation
+from nerre.formulation.tagged import RELATIONS_HEADER, TaggedText, references
+from nerre.generation import answer_budget
+from nerre.models import causal_lm, decoder, format_prompt
+from nerre.prompt import PromptBuilder
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DecodeOptions",
+    "DecodeStats",
+    "FaithfulDecoder",
+    "TagGrammar",
+    "TokenTable",
+    "decode_texts",
+    "parse_answers",
+    "prompt_ids",
+    "token_table",
+    "valid_ids",
+]
+
+Source = str | Example
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class DecodeOptions:
+    """How answers are generated.
+
+    Args:
+        constrained: faithful constrained decoding (tagged formulation only); off: plain greedy ``generate``.
+        batch_size: inputs per ``generate`` call in unconstrained mode (constrained mode decodes one
+            input at a time, sharing the prompt-header cache).
+        speculate: most copy tokens proposed per forward pass in constrained mode (0: step by step).
+        max_new_tokens: cap on answer tokens (None: :func:`nerre.generation.answer_budget` of the input).
+        prompt_lookup: unconstrained mode only: ``prompt_lookup_num_tokens`` for ``generate``
+            (prompt-lookup speculation; runs one input at a time).
+        max_relations: constrained mode: most relation lines per answer.
+        max_nesting: constrained mode: most entity tags open at once.
+    """
+
+    constrained: bool = True
+    batch_size: int = 8
+    speculate: int = 16
+    max_new_tokens: int | None = None
+    prompt_lookup: int | None = None
+    max_relations: int = 64
+    max_nesting: int = 4
+
+
+@dataclass
+class DecodeStats:
+    """Counters of a decoding run (summed over calls)."""
+
+    inputs: int = 0
+    forward_passes: int = 0
+    answer_tokens: int = 0
+    proposed_tokens: int = 0
+    accepted_tokens: int = 0
+    seconds: float = 0.0
+    #: answers whose ``tokenizer.decode`` differs from the validated byte string (should stay 0)
+    decode_mismatches: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# ----------------------------------------------------------------------------- prompts
+
+
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompts: PromptBuilder, text: str) -> list[int]:
+    """Token ids of the prompt for ``text``, exactly as training tokenizes it (``ExtractionData.prompt_ids``)."""
+    chat = bool(getattr(tokenizer, "chat_template", None))
+    rendered = format_prompt(tokenizer, prompts.prompt(text))
+    return tokenizer(rendered, add_special_tokens=not chat)["input_ids"]
+
+
+def _source(item: Source) -> tuple[str, list[Token]]:
+    if isinstance(item, Example):
+        return item.text, list(item.tokens or tokenize(item.text))
+    return item, tokenize(item)
+
+
+# ----------------------------------------------------------------------------- vocabulary as bytes
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character table used by byte-level BPE."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+_BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+class TokenTable:
+    """The byte string every token id stands for, and lookups the valid-token search needs.
+
+    Handles byte-level BPE (GPT-2 style) and SentencePiece-style tokenizers (``▁`` for spaces,
+    ``<0xNN>`` byte-fallback pieces, as Gemma's); for other decoders each token is decoded after
+    a fixed anchor token (slower to build, and tokens that are partial UTF-8 are left out).
+    Special tokens never stand for text; the end-of-sequence token is handled apart.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase):
+        self.eos_id = tokenizer.eos_token_id
+        if self.eos_id is None:
+            raise ValueError("constrained decoding needs a tokenizer with an eos token")
+        size = len(tokenizer)
+        pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
+        special = set(tokenizer.all_special_ids)
+        special.update(i for i, t in tokenizer.added_tokens_decoder.items() if getattr(t, "special", False))
+        kind = _decoder_kind(tokenizer)
+        self.kind = kind
+        table: list[bytes | None] = [None] * size
+        if kind == "byte_level":
+            inverse = {c: b for b, c in _bytes_to_unicode().items()}
+            added = {i: t.content for i, t in tokenizer.added_tokens_decoder.items()}
+            for i, piece in enumerate(pieces):
+                if i in special or piece is None:
+                    continue
+                if i in added:
+                    table[i] = added[i].encode("utf-8")
+                elif all(c in inverse for c in piece):
+                    table[i] = bytes(inverse[c] for c in piece)
+        elif kind == "sentencepiece":
+            for i, piece in enumerate(pieces):
+                if i in special or piece is None:
+                    continue
+                m = _BYTE_PIECE.fullmatch(piece)
+                table[i] = bytes((int(m.group(1), 16),)) if m else piece.replace("▁", " ").encode("utf-8")
+        else:
+            anchor = tokenizer("a", add_special_tokens=False)["input_ids"][-1:]
+            base = tokenizer.decode(anchor)
+            for i in range(size):
+                if i in special:
+                    continue
+                text = tokenizer.decode(anchor + [i])
+                if text.startswith(base) and "\ufffd" not in text:
+                    table[i] = text[len(base) :].encode("utf-8")
+        self.token_bytes = table
+        by_bytes: dict[bytes, list[int]] = {}
+        for i, b in enumerate(table):
+            if b:  # empty strings would never advance the answer
+                by_bytes.setdefault(b, []).append(i)
+        self.by_bytes = by_bytes
+        self.sorted = sorted(by_bytes)
+
+    def is_prefix(self, prefix: bytes) -> bool:
+        """Whether some token's bytes start with ``prefix``."""
+        i = bisect.bisect_left(self.sorted, prefix)
+        return i < len(self.sorted) and self.sorted[i].startswith(prefix)
+
+
+def _decoder_kind(tokenizer: PreTrainedTokenizerBase) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    state = ""
+    if backend is not None and backend.decoder is not None:
+        try:
+            state = backend.decoder.__getstate__().decode("utf-8", "replace")
+        except Exception:  # pragma: no cover - exotic decoders
+            state = repr(backend.decoder)
+    if '"ByteLevel"' in state:
+        return "byte_level"
+    if '"ByteFallback"' in state and "▁" in state and '"Strip"' not in state:
+        return "sentencepiece"
+    return "generic"
+
+
+_TABLES: dict[int, tuple[Any, TokenTable]] = {}
+
+
+def token_table(tokenizer: PreTrainedTokenizerBase) -> TokenTable:
+    """The (cached) :class:`TokenTable` of ``tokenizer``."""
+    hit = _TABLES.get(id(tokenizer))
+    if hit is None or hit[0] is not tokenizer or len(hit[1].token_bytes) != len(tokenizer):
+        hit = (tokenizer, TokenTable(tokenizer))
+        _TABLES[id(tokenizer)] = hit
+    return hit[1]
+
+
+# ----------------------------------------------------------------------------- the answer language
+
+# Configurations of the NFA (tuples, so states hash and compare cheaply):
+#   (TEXT, i, stack, ents)        copying the source; i: byte cursor; stack: ((label, start), ...) open tags
+#   (TAG, i, stack, ents, part)   inside a tag whose bytes so far are ``part`` (starting with b"<")
+#   (HEAD, k, ents)               k bytes of the relations header written
+#   (LINE, ents, done, part)      relation section; ``part``: the current line so far ("" between lines)
+# ents: the entities closed so far, a sorted tuple of (start, end, label) in bytes; done: frozenset of lines.
+TEXT, TAG, HEAD, LINE = 0, 1, 2, 3
+_LT = ord("<")
+
+
+class _Lines:
+    """The relation lines allowed for one set of tagged entities, sorted for prefix search."""
+
+    def __init__(self, lines: Sequence[bytes]):
+        self.lines = sorted(set(lines))
+        self.set = frozenset(self.lines)
+        self._next: dict[bytes, bytes] = {}
+
+    def span(self, prefix: bytes) -> tuple[int, int]:
+        """The index range of the lines starting with ``prefix``."""
+        lo = bisect.bisect_left(self.lines, prefix)
+        upper = prefix.rstrip(b"\xff")
+        if not upper:
+            return lo, len(self.lines)
+        upper = upper[:-1] + bytes((upper[-1] + 1,))
+        return lo, bisect.bisect_left(self.lines, upper, lo)
+
+    def next_bytes(self, prefix: bytes) -> bytes:
+        hit = self._next.get(prefix)
+        if hit is None:
+            lo, hi = self.span(prefix)
+            n = len(prefix)
+            hit = bytes(sorted({line[n] for line in self.lines[lo:hi] if len(line) > n}))
+            self._next[prefix] = hit
+        return hit
+
+    def status(self, part: bytes, done: frozenset) -> tuple[bool, bool]:
+        """(``part`` is a complete new line, ``part`` can still grow into a new line)."""
+        lo, hi = self.span(part)
+        complete = part in self.set and part not in done
+        longer = hi - lo - (1 if part in self.set else 0)
+        if longer and done:
+            longer -= sum(1 for d in done if len(d) > len(part) and d.startswith(part))
+        return complete, longer > 0
+
+    def completion(self, part: bytes, done: frozenset) -> bytes:
+        """The bytes every not-yet-written line extending ``part`` continues with."""
+        lo, hi = self.span(part)
+        rest = [line[len(part) :] for line in self.lines[lo:hi] if line not in done and len(line) > len(part)]
+        if not rest:
+            return b""
+        first, last = min(rest), max(rest)
+        n = 0
+        while n < min(len(first), len(last)) and first[n] == last[n]:
+            n += 1
+        return first[:n]
+
+
+class TagGrammar:
+    """The faithful tagged answers to one source text, as a byte-level NFA.
+
+    A state is a tuple of configurations (several when the source itself holds ``<``, which can be
+    copied or start a tag). :meth:`step` consumes one byte, :meth:`next_bytes` lists the bytes a
+    state can continue with, :meth:`accepting` says whether the answer may end there. From every
+    non-empty state an accepting state is reachable, so decoding never gets stuck.
+
+    Args:
+        text: the source text.
+        tokens: its tokens: tags open only before a token start and close only at a token end.
+        formulation: the tagged formulation (its schema gives the labels and display names).
+        max_nesting: most tags open at once.
+        max_relations: most relation lines.
+        bytes_per_token: average bytes per model token of the source, for :meth:`finish_cost`.
+
+    Attributes:
+        finishing: set it when the token budget runs low: from then on no new tag may open and no
+            new relation line may start, so the answer heads straight for its end.
+    """
+
+    def __init__(
+        self,
+        text: str,
+        tokens: Sequence[Token],
+        formulation: TaggedText,
+        max_nesting: int = 4,
+        max_relations: int = 64,
+        bytes_per_token: float = 2.0,
+    ):
+        self.text = text
+        self.src = text.encode("utf-8")
+        offsets = [0]
+        for ch in text:
+            offsets.append(offsets[-1] + len(ch.encode("utf-8")))
+        self.byte_of_char = offsets
+        self.char_of_byte = {b: c for c, b in enumerate(offsets)}
+        self.n = len(self.src)
+        self.starts = frozenset(offsets[t.start] for t in tokens if t.end > t.start)
+        self.ends = frozenset(offsets[t.end] for t in tokens if t.end > t.start)
+        self.last_end = max(self.ends, default=0)
+        schema = formulation.schema
+        self.labels = [label.name for label in schema.entities]
+        self.open_tags = [f"<{label.display}>".encode() for label in schema.entities]
+        self.close_tags = [f"</{label.display}>".encode() for label in schema.entities]
+        self.relation_displays = [label.display for label in schema.relations]
+        self.header = RELATIONS_HEADER.encode() if schema.relations else b""
+        self.max_nesting, self.max_relations = max_nesting, max_relations
+        self.bytes_per_token = max(1.0, bytes_per_token)
+        self.finishing = False
+        self._tags_cache: dict[tuple, list] = {}
+        self._lines_cache: dict[tuple, _Lines] = {}
+
+    def initial(self) -> tuple:
+        return ((TEXT, 0, (), ()),)
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def tags(self, i: int, stack: tuple, opening: bool = True) -> list[tuple[bytes, tuple, tuple | None]]:
+        """The tags allowed at byte ``i`` with ``stack`` open: (bytes, new stack, closed entity).
+
+        ``opening=False`` leaves out the opening tags.
+        """
+        key = (i, stack, opening)
+        hit = self._tags_cache.get(key)
+        if hit is None:
+            hit = []
+            if stack and i in self.ends and stack[-1][1] < i:
+                label, start = stack[-1]
+                hit.append((self.close_tags[label], stack[:-1], (start, i, label)))
+            if opening and i in self.starts and len(stack) < self.max_nesting:
+                for label, tag in enumerate(self.open_tags):
+                    if (label, i) not in stack:
+                        hit.append((tag, stack + ((label, i),), None))
+            self._tags_cache[key] = hit
+        return hit
+
+    def entities(self, ents: tuple) -> list[Entity]:
+        """Entities (character offsets, label names) from the byte triples of a configuration."""
+        c = self.char_of_byte
+        return [Entity(c[s], c[e], self.labels[label]) for s, e, label in ents]
+
+    def lines(self, ents: tuple) -> _Lines:
+        hit = self._lines_cache.get(ents)
+        if hit is None:
+            entities = self.entities(ents)
+            refs = references(entities, self.text)
+            lines = [
+                f"\n{refs[h]} | {label} | {refs[t]}".encode()
+                for h in entities
+                for t in entities
+                if h != t
+                for label in self.relation_displays
+            ]
+            hit = self._lines_cache[ents] = _Lines(lines)
+        return hit
+
+    # -- the automaton ----------------------------------------------------------------------------
+    def step(self, state: tuple, byte: int) -> tuple:
+        """The state after ``byte`` (empty: ``byte`` is not allowed)."""
+        out = []
+        src, n = self.src, self.n
+        for c in state:
+            kind = c[0]
+            if kind == TEXT:
+                _, i, stack, ents = c
+                if i < n and src[i] == byte and (not stack or i < self.last_end):
+                    out.append((TEXT, i + 1, stack, ents))
+                if byte == _LT and self.tags(i, stack, not self.finishing):
+                    out.append((TAG, i, stack, ents, b"<"))
+                if i == n and not stack and self.header and byte == self.header[0]:
+                    out.append((HEAD, 1, ents))
+            elif kind == TAG:
+                _, i, stack, ents, part = c
+                part = part + bytes((byte,))
+                longer = False
+                for tag, new_stack, closed in self.tags(i, stack):
+                    if tag == part:
+                        new_ents = tuple(sorted(ents + (closed,))) if closed else ents
+                        out.append((TEXT, i, new_stack, new_ents))
+                    elif len(tag) > len(part) and tag.startswith(part):
+                        longer = True
+                if longer:
+                    out.append((TAG, i, stack, ents, part))
+            elif kind == HEAD:
+                _, k, ents = c
+                if self.header[k] == byte:
+                    out.append((HEAD, k + 1, ents) if k + 1 < len(self.header) else (LINE, ents, frozenset(), b""))
+            else:
+                _, ents, done, part = c
+                if len(done) >= self.max_relations or (self.finishing and not part):
+                    continue
+                part = part + bytes((byte,))
+                complete, longer = self.lines(ents).status(part, done)
+                if complete:
+                    out.append((LINE, ents, done | {part}, b""))
+                if longer:
+                    out.append((LINE, ents, done, part))
+        if len(out) > 1:
+            out = list(dict.fromkeys(out))
+        return tuple(out)
+
+    def advance(self, state: tuple, data: bytes) -> tuple:
+        """The state after ``data`` (empty when not allowed)."""
+        for byte in data:
+            state = self.step(state, byte)
+            if not state:
+                break
+        return state
+
+    def next_bytes(self, state: tuple) -> set[int]:
+        """Bytes that may follow (a superset: each is checked by :meth:`step`)."""
+        out: set[int] = set()
+        for c in state:
+            kind = c[0]
+            if kind == TEXT:
+                _, i, stack, _ = c
+                if i < self.n and (not stack or i < self.last_end):
+                    out.add(self.src[i])
+                if self.tags(i, stack, not self.finishing):
+                    out.add(_LT)
+                if i == self.n and not stack and self.header:
+                    out.add(self.header[0])
+            elif kind == TAG:
+                _, i, stack, _, part = c
+                for tag, _, _ in self.tags(i, stack):
+                    if len(tag) > len(part) and tag.startswith(part):
+                        out.add(tag[len(part)])
+            elif kind == HEAD:
+                out.add(self.header[c[1]])
+            elif len(c[2]) < self.max_relations and not (self.finishing and not c[3]):
+                out.update(self.lines(c[1]).next_bytes(c[3]))
+        return out
+
+    def accepting(self, state: tuple) -> bool:
+        """Whether the answer may end in ``state``."""
+        for c in state:
+            if c[0] == TEXT and not self.header and c[1] == self.n and not c[2]:
+                return True
+            if c[0] == LINE and not c[3]:
+                return True
+        return False
+
+    def finish_cost(self, state: tuple) -> int:
+        """About how many tokens the shortest way to the end takes (generously), eos included."""
+        worst = 0
+        for c in state:
+            kind, cost = c[0], 0.0
+            if kind in (TEXT, TAG):
+                i, stack = c[1], c[2]
+                cost = 1.5 * (self.n - i) / self.bytes_per_token + 3 * len(stack) + 3 * (kind == TAG)
+                cost += sum(len(self.close_tags[label]) for label, _ in stack) / self.bytes_per_token
+                cost += len(self.header) / self.bytes_per_token
+            elif kind == HEAD:
+                cost = len(self.header) - c[1]
+            else:  # a token has at least one byte: bytes bound the tokens of a line
+                lines = self.lines(c[1])
+                lo, hi = lines.span(c[3])
+                cost = max((len(line) for line in lines.lines[lo:hi]), default=0) - len(c[3])
+            worst = max(worst, int(cost) + 4)
+        return worst
+
+    def forced(self, state: tuple, limit: int) -> bytes:
+        """A likely continuation (up to about ``limit`` bytes) to propose: the rest of the copy, or
+        the part of a tag, header or relation line that every allowed continuation shares."""
+        if len(state) != 1:
+            texts = [c for c in state if c[0] == TEXT]
+            if not texts:
+                return b""
+            state = (texts[0],)
+        c = state[0]
+        kind = c[0]
+        if kind == TEXT:
+            _, i, stack, _ = c
+            if i < self.n:
+                end = min(self.n, i + limit, self.last_end if stack else self.n)
+                return self.src[i:end]
+            if stack and self.n in self.ends:
+                closing = b"".join(self.close_tags[label] for label, _ in reversed(stack))
+                return closing + self.header
+            return self.header if not stack else b""
+        if kind == TAG:
+            _, i, stack, _, part = c
+            rest = [tag[len(part) :] for tag, _, _ in self.tags(i, stack) if len(tag) > len(part) and tag.startswith(part)]
+            if len(rest) == 1:
+                return rest[0] + self.src[i : min(self.n, i + limit)]
+            return _common_prefix(rest)
+        if kind == HEAD:
+            return self.header[c[1] :]
+        _, ents, done, part = c
+        return self.lines(ents).completion(part, done) if part else b""
+
+
+def _common_prefix(items: list[bytes]) -> bytes:
+    if not items:
+        return b""
+    first, last = min(items), max(items)
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
+def valid_ids(grammar: TagGrammar, table: TokenTable, state: tuple) -> list[int]:
+    """Every token id whose bytes keep the answer a valid prefix (plus eos when it may end), sorted."""
+    ids: list[int] = []
+    todo = [(b"", state)]
+    by_bytes, is_prefix = table.by_bytes, table.is_prefix
+    while todo:
+        path, st = todo.pop()
+        for byte in grammar.next_bytes(st):
+            longer = path + bytes((byte,))
+            if not is_prefix(longer):
+                continue
+            nxt = grammar.step(st, byte)
+            if not nxt:
+                continue
+            hit = by_bytes.get(longer)
+            if hit:
+                ids.extend(hit)
+            todo.append((longer, nxt))
+    if grammar.accepting(state):
+        ids.append(table.eos_id)
+    ids.sort()
+    return ids
+
+
+# ----------------------------------------------------------------------------- the decoder
+
+
+def _fork(cache: DynamicCache, length: int) -> DynamicCache:
+    """A cache holding the first ``length`` positions of ``cache``; ``cache`` itself is left untouched
+    (cache layers only ever replace their tensors, so the copy can share them)."""
+    forked = copy.copy(cache)
+    forked.layers = [copy.copy(layer) for layer in cache.layers]
+    extra = cache.get_seq_length() - length
+    if extra > 0:
+        forked.crop(-extra)
+    return forked
+
+
+def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class FaithfulDecoder:
+    """Generates answers for a model, a tokenizer, prompts and a formulation; see the module docstring.
+
+    Args:
+        model: a causal LM (plain or peft-wrapped), in eval mode.
+        tokenizer: its tokenizer.
+        prompts: builds the prompt of each input.
+        formulation: decodes answers; constrained mode needs :class:`TaggedText`.
+        options: how to decode.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        prompts: PromptBuilder,
+        formulation: Formulation,
+        options: DecodeOptions | None = None,
+    ):
+        self.model, self.tokenizer, self.prompts, self.formulation = model, tokenizer, prompts, formulation
+        self.options = options or DecodeOptions()
+        self.stats = DecodeStats()
+        if self.options.constrained:
+            if not isinstance(formulation, TaggedText):
+                raise ValueError(
+                    f"constrained decoding is only available for the tagged formulation, not {formulation.name!r}; "
+                    "use unconstrained decoding (DecodeOptions(constrained=False))"
+                )
+            self.table = token_table(tokenizer)
+            self.body = decoder(model)
+            head = causal_lm(model).get_output_embeddings()
+            self._head_weight = head.weight if type(head) is nn.Linear else None
+            self._head_bias = head.bias if type(head) is nn.Linear else None
+            self._head = head
+        self._prefix_ids: list[int] = []
+        self._prefix_cache: DynamicCache | None = None
+
+    # -- public -----------------------------------------------------------------------------------
+    def decode(self, sources: Sequence[Source], progress: Progress | None = None) -> list[str]:
+        """The raw answers for ``sources`` (texts, or examples whose tokens give the tag positions)."""
+        started = time.perf_counter()
+        if self.options.constrained:
+            answers = self._constrained(sources, progress)
+        else:
+            answers = self._unconstrained(sources, progress)
+        self.stats.inputs += len(sources)
+        self.stats.seconds += time.perf_counter() - started
+        return answers
+
+    # -- unconstrained ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _unconstrained(self, sources: Sequence[Source], progress: Progress | None) -> list[str]:
+        texts = [_source(s)[0] for s in sources]
+        ids = [prompt_ids(self.tokenizer, self.prompts, t) for t in texts]
+        budgets = [self._budget(t) for t in texts]
+        lookup = self.options.prompt_lookup
+        size = 1 if lookup else max(1, self.options.batch_size)
+        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+        answers: list[str] = [""] * len(texts)
+        pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        device = next(self.model.parameters()).device
+        for start in range(0, len(order), size):
+            rows = order[start : start + size]
+            width = max(len(ids[i]) for i in rows)
+            input_ids = torch.tensor([[pad] * (width - len(ids[i])) + ids[i] for i in rows], device=device)
+            mask = torch.tensor([[0] * (width - len(ids[i])) + [1] * len(ids[i]) for i in rows], device=device)
+            kwargs: dict[str, Any] = {"prompt_lookup_num_tokens": lookup} if lookup else {}
+            out = self.model.generate(
+                input_ids=input_ids, attention_mask=mask, max_new_tokens=max(budgets[i] for i in rows),
+                do_sample=False, pad_token_id=pad, eos_token_id=eos, **kwargs,
+            )
+            for row, i in enumerate(rows):
+                new = out[row, width:].tolist()[: budgets[i]]
+                if eos in new:
+                    new = new[: new.index(eos)]
+                self.stats.answer_tokens += len(new) + 1
+                answers[i] = self.tokenizer.decode(new, skip_special_tokens=True)
+            self.stats.forward_passes += out.shape[1] - width
+            if progress:
+                progress(min(start + size, len(order)), len(order))
+        return answers
+
+    def _budget(self, text: str, source_tokens: int | None = None) -> int:
+        if self.options.max_new_tokens is not None:
+            return self.options.max_new_tokens
+        if source_tokens is None:
+            source_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return answer_budget(source_tokens, bool(self.formulation.schema.relations))
+
+    # -- constrained ----------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _constrained(self, sources: Sequence[Source], progress: Progress | None) -> list[str]:
+        items = [_source(s) for s in sources]
+        ids = [prompt_ids(self.tokenizer, self.prompts, text) for text, _ in items]
+        self._prepare_prefix(ids)
+        answers = []
+        for n, ((text, tokens), prompt) in enumerate(zip(items, ids), 1):
+            answers.append(self._decode_one(text, tokens, prompt))
+            if progress:
+                progress(n, len(items))
+        return answers
+
+    def _prepare_prefix(self, ids: list[list[int]]) -> None:
+        """Prefill (once) the prompt header that every prompt starts with."""
+        probes = [prompt_ids(self.tokenizer, self.prompts, t) for t in ("A", "b")]
+        prefix = probes[0]
+        for seq in probes[1:] + ids:
+            prefix = prefix[: _common_length(prefix, seq)]
+        if not prefix:
+            self._prefix_ids, self._prefix_cache = [], None
+            return
+        if self._prefix_cache is not None and self._prefix_ids == prefix:
+            return
+        cache = DynamicCache()
+        device = self._device()
+        self.body(input_ids=torch.tensor([prefix], device=device), past_key_values=cache, use_cache=True)
+        self.stats.forward_passes += 1
+        self._prefix_ids, self._prefix_cache = prefix, cache
+
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _choose(self, hidden: torch.Tensor, candidates: list[int]) -> int:
+        """The candidate with the highest logit (ties: the lowest id)."""
+        if len(candidates) == 1:
+            return candidates[0]
+        index = torch.tensor(candidates, device=hidden.device)
+        if self._head_weight is not None:
+            scores = self._head_weight.index_select(0, index) @ hidden
+            if self._head_bias is not None:
+                scores = scores + self._head_bias.index_select(0, index)
+        else:  # a wrapped head (e.g. LoRA on lm_head): full logits, then pick
+            scores = self._head(hidden[None])[0].index_select(0, index)
+        return candidates[int(torch.argmax(scores))]
+
+    def _propose(self, grammar: TagGrammar, state: tuple, k: int) -> list[int]:
+        """Up to ``k`` tokens likely to follow (the copy of the source, or a determined tag/line), all valid."""
+        limit = 8 * k + 16
+        data = grammar.forced(state, limit)
+        if not data:
+            return []
+        text = data.decode("utf-8", errors="ignore")
+        if not text or not data.startswith(text[:1].encode("utf-8")):
+            return []  # the cursor is inside a multi-byte character
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(data) >= limit and len(ids) > 1:
+            ids = ids[:-1]  # the last token may be cut short by the limit
+        proposal = []
+        for token in ids[:k]:
+            piece = self.table.token_bytes[token]
+            if not piece:
+                break
+            state = grammar.advance(state, piece)
+            if not state:
+                break
+            proposal.append(token)
+        return proposal
+
+    def _decode_one(self, text: str, tokens: list[Token], prompt: list[int]) -> str:
+        options, table = self.options, self.table
+        source_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        grammar = TagGrammar(text, tokens, self.formulation, options.max_nesting, options.max_relations,
+                             bytes_per_token=len(text.encode("utf-8")) / max(1, source_tokens))
+        state = grammar.initial()
+        budget = self._budget(text, source_tokens)
+        device = self._device()
+        shared = min(_common_length(prompt, self._prefix_ids), len(prompt) - 1)
+        if self._prefix_cache is not None and shared > 0:
+            cache = _fork(self._prefix_cache, shared)
+        else:
+            cache, shared = DynamicCache(), 0
+        pending = list(prompt[shared:])
+        answer: list[int] = []
+        finished = False
+        while not finished and len(answer) < budget:
+            k = min(options.speculate, budget - len(answer) - 1)
+            proposal = self._propose(grammar, state, k) if k > 0 else []
+            inputs = torch.tensor([pending + proposal], device=device)
+            out = self.body(input_ids=inputs, past_key_values=cache, use_cache=True)
+            hidden = out.last_hidden_state[0, len(pending) - 1 :]
+            self.stats.forward_passes += 1
+            self.stats.proposed_tokens += len(proposal)
+            accepted = 0
+            for j in range(len(proposal) + 1):
+                if not grammar.finishing and budget - len(answer) <= grammar.finish_cost(state):
+                    grammar.finishing = True
+                candidates = valid_ids(grammar, table, state)
+                if not candidates:  # cannot happen with a complete vocabulary; stop rather than loop
+                    log.warning("constrained decoding found no valid token for %r; answer cut short", text[:60])
+                    finished = True
+                    break
+                choice = self._choose(hidden[j], candidates)
+                answer.append(choice)
+                if choice == table.eos_id:
+                    finished = True
+                    break
+                state = grammar.advance(state, table.token_bytes[choice])
+                if j < len(proposal) and choice == proposal[j]:
+                    accepted += 1
+                    continue
+                break
+            self.stats.accepted_tokens += accepted
+            rejected = len(proposal) - accepted
+            if rejected:
+                cache.crop(-rejected)
+            pending = answer[-1:]
+        answer = answer[:budget]
+        self.stats.answer_tokens += len(answer)
+        if answer and answer[-1] == table.eos_id:
+            answer = answer[:-1]
+        result = b"".join(table.token_bytes[i] or b"" for i in answer).decode("utf-8", errors="replace")
+        if self.tokenizer.decode(answer, skip_special_tokens=True) != result:
+            self.stats.decode_mismatches += 1
+        return result
+
+
+# ----------------------------------------------------------------------------- convenience
+
+
+def decode_texts(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: PromptBuilder,
+    formulation: Formulation,
+    texts: Sequence[Source],
+    options: DecodeOptions | None = None,
+    progress: Progress | None = None,
+    stats: DecodeStats | None = None,
+) -> list[str]:
+    """The raw answers of ``model`` for ``texts`` (strings, or examples whose tokens give the tag positions).
+
+    Args:
+        progress: called as ``progress(done, total)`` after each input (constrained) or batch.
+        stats: when given, the run's counters are added to it.
+    """
+    runner = FaithfulDecoder(model, tokenizer, prompts, formulation, options)
+    answers = runner.decode(texts, progress)
+    if stats is not None:
+        for key, value in runner.stats.to_dict().items():
+            setattr(stats, key, getattr(stats, key) + value)
+    return answers
+
+
+def parse_answers(
+    formulation: Formulation, sources: Sequence[Source], answers: Sequence[str]
+) -> tuple[list[Example], Counter]:
+    """Decode answers with the formulation's tolerant decoder: predictions and summed defect counts."""
+    predictions, defects = [], Counter()
+    for source, answer in zip(sources, answers):
+        decoded = formulation.decode(source.text if isinstance(source, Example) else source, answer)
+        defects.update(decoded.defects)
+        predictions.append(decoded.as_example(source))
+    return predictions, defects

@@ -1,0 +1,303 @@
+"""Prediction: load an adapter once, extract from texts or corpora, write JSONL, spaCy and HTML."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nerre.adapter import AdapterSettings, load_adapter
+from nerre.errors import DataError
+from nerre.example import Entity, Example, Relation
+from nerre.generation import answer_budget, generate_greedy
+
+log = logging.getLogger(__name__)
+_TAG_LINE = re.compile(r"^(O|[BIESLU]-\S+)$")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+@dataclass
+class Prediction:
+    """What the extractor found in one text.
+
+    Args:
+        example: the input text with the predicted entities (character offsets) and relations.
+        defects: what the decoder had to repair or drop in the model's output (see ``nerre.formulation.DEFECTS``).
+        outputs: the raw generated answers (one per window of the text).
+    """
+
+    example: Example
+    defects: Counter = field(default_factory=Counter)
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def doc(self) -> Any:
+        """The prediction as a spaCy ``Doc`` (``doc.ents``, ``doc.spans["nerre"]``, ``doc._.relations``)."""
+        from nerre.spacy_export import to_doc
+
+        return to_doc(self.example)[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The prediction-JSONL record (see the README)."""
+        return self.example.to_dict() | {"defects": dict(self.defects)}
+
+
+class Extractor:
+    """A trained adapter ready to extract entities and relations.
+
+    Args:
+        model: the base model with the adapter.
+        tokenizer: its tokenizer.
+        settings: the nerre settings saved with the adapter.
+        constrained: faithful decoding (the output can only copy the input and add configured tags);
+            False runs plain greedy generation whose defects are counted.
+        batch_size: texts per generation batch.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, settings: AdapterSettings, constrained: bool = True,
+                 batch_size: int = 8):
+        self.model, self.tokenizer, self.settings = model, tokenizer, settings
+        self.formulation, self.prompts = settings.build()
+        if constrained and self.formulation.name != "tagged":
+            raise ValueError(f"constrained decoding needs the tagged formulation, not {self.formulation.name!r}; "
+                             "pass constrained=False (--constrained false)")
+        self.constrained, self.batch_size = constrained, batch_size
+        self._chat = bool(getattr(tokenizer, "chat_template", None))
+        prompt_tokens = len(self._prompt_ids(""))
+        # the answer repeats the input with tags (and triples): keep inputs to a fraction of the window
+        self.window = max(16, (settings.max_length - prompt_tokens) // 3)
+
+    @classmethod
+    def load(cls, adapter: str | Path, base_model: str | None = None, constrained: bool = True,
+             batch_size: int = 8, dtype: torch.dtype = torch.float32) -> Extractor:
+        """Load an adapter folder written by ``nerre fit`` (its ``adapter/``)."""
+        model, tokenizer, settings = load_adapter(adapter, base_model=base_model, dtype=dtype)
+        return cls(model, tokenizer, settings, constrained=constrained, batch_size=batch_size)
+
+    def __call__(self, texts: str | Sequence[str]) -> Prediction | list[Prediction]:
+        """Extract from one text (returns a Prediction) or a list of texts (returns a list)."""
+        if isinstance(texts, str):
+            return next(self.predict([Example(texts)]))
+        return list(self.predict([Example(t) for t in texts]))
+
+    # -- the work ----------------------------------------------------------------------------------
+    def predict(self, examples: Iterable[Example], progress: bool = False) -> Iterator[Prediction]:
+        """Predictions for ``examples``, in order. Texts longer than the window are split and merged back."""
+        examples = list(examples)
+        windows = [(i, piece) for i, ex in enumerate(examples) for piece in self.split(ex)]
+        expected = Counter(i for i, _ in windows)
+        results: dict[int, list[tuple[Example, Counter, str]]] = {i: [] for i in range(len(examples))}
+        bar = _progress(len(windows), progress)
+        done = 0
+        for start in range(0, len(windows), self.batch_size):
+            batch = windows[start : start + self.batch_size]
+            outputs = self.generate([piece.text for _, piece in batch])
+            for (i, piece), output in zip(batch, outputs):
+                decoded = self.formulation.decode(piece.text, output)
+                results[i].append((decoded.as_example(piece), decoded.defects, output))
+            bar.update(len(batch))
+            while done < len(examples) and len(results[done]) == expected[done]:
+                yield _merge(examples[done], results.pop(done))
+                done += 1
+        bar.close()
+        while done < len(examples):  # examples with no window (empty text)
+            yield _merge(examples[done], results.pop(done))
+            done += 1
+
+    def split(self, example: Example) -> list[Example]:
+        """The example as windows of at most ``self.window`` tokens, cut at sentence ends where possible.
+
+        Each window's ``id`` carries its character offset in the original text, as ``"id@offset"``.
+        """
+        text = example.text
+        if not text.strip():
+            return []
+        if len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) <= self.window:
+            return [Example(text, id=f"{example.id}@0")]
+        pieces, start = [], 0
+        bounds = [m.end() for m in _SENTENCE_END.finditer(text)] + [len(text)]
+        for end in bounds:
+            if end <= start:
+                continue
+            for s, e in self._windows(text, start, end):
+                piece = text[s:e]
+                if piece.strip():  # windows carry no surrounding whitespace; offsets account for it
+                    s += len(piece) - len(piece.lstrip())
+                    pieces.append(Example(piece.strip(), id=f"{example.id}@{s}"))
+            start = end
+        return pieces
+
+    def _windows(self, text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+        """Cut ``text[start:end]`` into pieces of at most ``window`` model tokens, at word boundaries."""
+        encoding = self.tokenizer(text[start:end], add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoding["offset_mapping"]
+        if len(offsets) <= self.window:
+            yield start, end
+            return
+        words = [start + m.start() for m in re.finditer(r"\S+", text[start:end])]
+        token_starts = [start + a for a, _ in offsets]
+        piece_start = start
+        for w in words[1:]:
+            if bisect_left(token_starts, w) - bisect_left(token_starts, piece_start) >= self.window:
+                yield piece_start, w
+                piece_start = w
+        yield piece_start, end
+
+    def _prompt_ids(self, text: str) -> list[int]:
+        from nerre.models import format_prompt
+
+        rendered = format_prompt(self.tokenizer, self.prompts.prompt(text))
+        return self.tokenizer(rendered, add_special_tokens=not self._chat)["input_ids"]
+
+    def generate(self, texts: list[str]) -> list[str]:
+        """The raw answers for a batch of input texts."""
+        if self.constrained:
+            from nerre.decoding import constrained_answers
+
+            return constrained_answers(self.model, self.tokenizer, self.prompts, self.formulation, texts,
+                                       max_length=self.settings.max_length)
+        prompts = [self._prompt_ids(t) for t in texts]
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        longest = max(len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+        budget = answer_budget(longest, bool(self.formulation.schema.relations))
+        return generate_greedy(self.model, self.tokenizer, ids, mask, budget)
+
+
+def _merge(example: Example, parts: list[tuple[Example, Counter, str]]) -> Prediction:
+    """Shift the windows' predictions back to offsets of the whole text."""
+    entities: list[Entity] = []
+    relations: list[Relation] = []
+    defects: Counter = Counter()
+    outputs = []
+    for piece, piece_defects, output in parts:
+        offset = int(str(piece.id).rsplit("@", 1)[1])
+        shift = {e: Entity(e.start + offset, e.end + offset, e.label) for e in piece.entities}
+        entities += shift.values()
+        relations += [Relation(shift[r.head], shift[r.tail], r.label) for r in piece.relations]
+        defects.update(piece_defects)
+        outputs.append(output)
+    return Prediction(Example(example.text, sorted(set(entities)), relations, example.tokens, example.id),
+                      defects, outputs)
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="predicting", unit="text", disable=not enabled)
+
+
+# -- reading inputs ------------------------------------------------------------------------------
+def read_inputs(path: str | Path, format: str | None = None) -> list[Example]:
+    """Examples to predict on: raw text (one document per line) or any corpus format nerre reads."""
+    from nerre.loaders import detect_format, load_examples
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: input file not found")
+    fmt = format or detect_format(path)
+    if format is None and fmt == "conll" and not _looks_like_conll(path):
+        fmt = "text"
+    if fmt != "text":
+        return load_examples(path, fmt)
+    try:
+        content = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(path, f"not UTF-8 text (byte {err.start}); convert the file to UTF-8") from None
+    lines = content.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [Example(line[:-1] if line.endswith("\r") else line, id=f"{path.name}:{n}")
+            for n, line in enumerate(lines, 1)]
+
+
+def _looks_like_conll(path: Path) -> bool:
+    """A column file: most non-blank lines end in a tag (O, B-X, I-X, ...)."""
+    lines = [ln.split() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()[:200]]
+    lines = [ln for ln in lines if ln and ln[0] != "-DOCSTART-"]
+    return bool(lines) and sum(len(ln) >= 2 and bool(_TAG_LINE.match(ln[-1])) for ln in lines) >= 0.9 * len(lines)
+
+
+# -- the command ---------------------------------------------------------------------------------
+def predict(
+    *,
+    adapter: str,
+    input: str,
+    output: str,
+    format: str | None = None,
+    constrained: bool = True,
+    batch_size: int = 8,
+    evaluate: bool = False,
+    spacy: str | None = None,
+    html: str | None = None,
+    base_model: str | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Extract entities and relations from a file with a trained adapter; write prediction JSONL.
+
+    Args:
+        adapter: adapter folder written by ``nerre fit`` (the run folder's ``adapter/``).
+        input: raw text (one document per line), JSONL, or any corpus format nerre reads.
+        output: prediction JSONL to write (the format ``nerre evaluate`` reads).
+        format: input format: text, conll, spert, jsonl or hf; detected when omitted.
+        constrained: faithful decoding (copy the input, insert only configured tags); false: plain greedy
+            generation, whose defects are counted.
+        batch_size: texts per generation batch.
+        evaluate: score the predictions against the annotations of the input.
+        spacy: also write the predictions as a spaCy DocBin (.spacy).
+        html: also write a displaCy HTML page of the entities and relations.
+        base_model: use this base model instead of the one recorded with the adapter.
+        limit: predict only the first N examples.
+    """
+    examples = read_inputs(input, format)[:limit]
+    extractor = Extractor.load(adapter, base_model=base_model, constrained=constrained, batch_size=batch_size)
+    out_path = Path(output)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    predictions: list[Prediction] = []
+    defects: Counter = Counter()
+    started = time.perf_counter()
+    with out_path.open("w", encoding="utf-8") as out:
+        for prediction in extractor.predict(examples, progress=True):
+            out.write(json.dumps(prediction.to_dict(), ensure_ascii=False) + "\n")
+            out.flush()  # what is written stays written, whatever happens next
+            predictions.append(prediction)
+            defects.update(prediction.defects)
+    seconds = time.perf_counter() - started
+    summary: dict[str, Any] = {
+        "examples": len(predictions),
+        "entities": sum(len(p.example.entities) for p in predictions),
+        "relations": sum(len(p.example.relations) for p in predictions),
+        "defects": dict(defects),
+        "constrained": constrained,
+        "seconds": round(seconds, 2),
+        "sentences_per_s": round(len(predictions) / seconds, 3) if seconds else None,
+        "output": str(out_path),
+    }
+    if evaluate:
+        from nerre.metrics import evaluate as score
+
+        symmetric = extractor.formulation.schema.symmetric_relations
+        summary["scores"] = score(examples, [p.example for p in predictions], symmetric=symmetric)
+    if spacy or html:
+        from nerre.spacy_export import render_html, save_docbin, to_docs
+
+        docs, report = to_docs([p.example for p in predictions])
+        summary["spacy"] = str(report)
+        if not report.ok:
+            log.warning("spaCy export: %s", report)
+        if spacy:
+            save_docbin(docs, spacy)
+        if html:
+            render_html(docs, html)
+    return summary

@@ -1,0 +1,148 @@
+"""`nerre predict` and the Python API on an adapter trained by `nerre fit` (the tiny session run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_DATA
+from nerre.cli import run
+from nerre.example import Entity
+from nerre.loaders import read_jsonl
+from nerre.predict import Extractor, predict, read_inputs
+
+GOLD = TINY_DATA / "tiny.jsonl"
+
+
+@pytest.fixture(scope="module")
+def extractor(tiny_adapter) -> Extractor:
+    return Extractor.load(tiny_adapter, constrained=False)
+
+
+def test_python_api_extracts_entities_relations_and_docs(extractor):
+    prediction = extractor("John Smith works for Acme .")
+    assert prediction.example.entities == [Entity(0, 10, "PER"), Entity(21, 25, "ORG")]
+    assert [(r.head.label, r.label, r.tail.label) for r in prediction.example.relations] == [("PER", "Work_For", "ORG")]
+    doc = prediction.doc
+    assert [(e.text, e.label_) for e in doc.ents] == [("John Smith", "PER"), ("Acme", "ORG")]
+    assert [(h.text, label, t.text) for h, label, t in doc._.relations] == [("John Smith", "Work_For", "Acme")]
+    many = extractor(["Mary Jones lives in Paris .", "", "Nothing happened today ."])
+    assert [len(p.example.entities) for p in many] == [2, 0, 0]
+
+
+def test_predict_command_writes_what_evaluate_scores(tiny_adapter, tmp_path, capsys):
+    out = tmp_path / "pred.jsonl"
+    run(["predict", "--adapter", str(tiny_adapter), "--input", str(GOLD), "--output", str(out),
+         "--constrained", "false", "--evaluate", "true", "--spacy", str(tmp_path / "pred.spacy"),
+         "--html", str(tmp_path / "pred.html")])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["examples"] == 4 and summary["scores"]["entities"]["f1"] == 1.0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in records] == ["tiny-0", "tiny-1", "tiny-2", "tiny-3"]
+    for record in records:
+        for e in record["entities"]:
+            assert record["text"][e["start"]:e["end"]] == e["text"]
+    run(["evaluate", "--gold", str(GOLD), "--pred", str(out)])
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["entities"]["f1"] == 1.0 and scores["relations"]["strict"]["f1"] == 1.0
+
+    from nerre.spacy_export import load_docbin
+
+    docs = load_docbin(tmp_path / "pred.spacy")
+    assert [len(d.ents) for d in docs] == [2, 2, 3, 0]
+    assert [len(d._.relations) for d in docs] == [1, 1, 2, 0]
+    html = (tmp_path / "pred.html").read_text()
+    assert "John Smith" in html and "Work_For" in html
+
+
+def test_raw_text_lines_stay_aligned(tmp_path):
+    raw = tmp_path / "raw.txt"
+    raw.write_bytes("John Smith works for Acme .\r\n\n\tMary Jones lives in Paris .\r\nnaïve café ✓\n".encode())
+    examples = read_inputs(raw)
+    assert [ex.text for ex in examples] == ["John Smith works for Acme .", "", "\tMary Jones lives in Paris .",
+                                            "naïve café ✓"]
+
+
+def test_raw_text_predictions_keep_offsets(extractor, tmp_path):
+    raw = tmp_path / "raw.txt"
+    raw.write_bytes(b"John Smith works for Acme .\r\n\r\nMary Jones lives in Paris .\r\n")
+    out = tmp_path / "out.jsonl"
+    summary = predict(adapter=str(extractor_path(extractor)), input=str(raw), output=str(out), constrained=False)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert summary["examples"] == 3 and [r["text"] for r in records][1] == ""
+    third = records[2]
+    assert [(e["text"], e["start"]) for e in third["entities"]] == [("Mary Jones", 0), ("Paris", 20)]
+
+
+def extractor_path(extractor: Extractor) -> Path:
+    return Path(extractor.tokenizer.name_or_path)
+
+
+def test_long_inputs_are_split_and_merged_with_correct_offsets(extractor):
+    text = "John Smith works for Acme . Mary Jones lives in Paris ."
+    window = extractor.window
+    lengths = [len(extractor.tokenizer(s, add_special_tokens=False)["input_ids"]) for s in text.split(" . ")]
+    extractor.window = max(lengths) + 2  # one sentence fits, both do not
+    try:
+        pieces = extractor.split(extractor_example(text))
+        prediction = extractor(text)
+    finally:
+        extractor.window = window
+    assert len(pieces) == 2 and pieces[1].id.endswith("@28")
+    assert [(text[e.start:e.end], e.label) for e in prediction.example.entities] == [
+        ("John Smith", "PER"), ("Acme", "ORG"), ("Mary Jones", "PER"), ("Paris", "LOC")]
+    assert len(prediction.outputs) == 2
+
+
+def extractor_example(text: str):
+    from nerre.example import Example
+
+    return Example(text, id="doc")
+
+
+def test_nothing_written_is_lost_when_prediction_fails(tiny_adapter, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = Extractor.generate
+
+    def failing(self, texts):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("out of memory")
+        return original(self, texts)
+
+    monkeypatch.setattr(Extractor, "generate", failing)
+    out = tmp_path / "pred.jsonl"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        predict(adapter=str(tiny_adapter), input=str(GOLD), output=str(out), constrained=False, batch_size=2)
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["tiny-0", "tiny-1"]
+
+
+def test_bad_adapter_and_input_errors(tiny_adapter, tiny_model_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="adapter folder not found"):
+        Extractor.load(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="not an adapter written by `nerre fit`"):
+        Extractor.load(tiny_model_dir)
+    with pytest.raises(FileNotFoundError, match="missing.txt: input file not found"):
+        read_inputs(tmp_path / "missing.txt")
+    binary = tmp_path / "bad.txt"
+    binary.write_bytes(b"\xff\xfe\x00 broken")
+    with pytest.raises(ValueError, match="not UTF-8"):
+        read_inputs(binary)
+    other_base = tmp_path / "other-base"
+    _other_model(other_base)
+    with pytest.raises(ValueError, match="does not fit base model"):
+        Extractor.load(tiny_adapter, base_model=str(other_base))
+
+
+def _other_model(folder: Path) -> None:
+    from tiny import tiny_model, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer(vocab_size=400)
+    tiny_model(tokenizer, hidden_size=48, head_dim=24).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def test_gold_predictions_read_back(tmp_path):
+    assert len(read_jsonl(GOLD)) == 4
