@@ -50,6 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--lora-dropout", type=float, default=0.05)
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--name", default="train_step", help="stem of the .json/.md files written")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # "loss:precision", run by the parent
     return parser.parse_args(argv)
 
@@ -140,21 +141,32 @@ def markdown_table(results: list[dict[str, Any]], config: dict[str, Any]) -> str
     head = (
         f"Model `{config['model']}`, LoRA r={config['lora_r']} all-linear, batch {config['batch_size']} x "
         f"({config['prompt_len']} prompt + {config['answer_len']} answer) tokens, "
-        f"{config['steps']} timed steps after {config['warmup']} warm-up, "
-        f"{config['threads']} torch threads, torch {config['torch']}, transformers {config['transformers']}.\n\n"
+        f"{config['steps']} timed step(s) after {config['warmup']} warm-up, "
+        f"{config['threads']} torch threads on {config['cpu_count']} CPUs (native bf16: {config['native_bf16']}), "
+        f"torch {config['torch']}, transformers {config['transformers']}.\n\n"
         "| loss | precision | s/step | tokens/s | vs full | peak RSS (GB) | loss at step 1 |\n"
         "|---|---|---:|---:|---:|---:|---:|\n"
     )
     rows = [
-        f"| {r['loss']} | {r['precision']} | {r['step_s']:.2f} | {r['tokens_per_s']:.0f} | "
+        f"| {r['loss']} | {r['precision']} | {r['step_s']:.2f} | {r['tokens_per_s']:.1f} | "
         f"{r.get('speedup_vs_full', float('nan')):.2f}x | {r['peak_rss_mb'] / 1024:.2f} | {r['first_loss']:.4f} |"
         for r in results
     ]
     return head + "\n".join(rows) + "\n"
 
 
+def native_bf16() -> bool:
+    """Whether this CPU has native bf16 matmuls (AVX512-BF16/AMX); without, bf16 is emulated and slow."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def run_all(args: argparse.Namespace) -> None:
     started = time.perf_counter()
+    if "bf16" in args.precision and not native_bf16():
+        print("warning: this CPU has no native bf16 matmul; bf16 autocast will be much slower than fp32", flush=True)
     model_path = resolve_model(args.model)  # convert the default model once, outside the timings
     results = []
     for precision in args.precision:
@@ -170,13 +182,14 @@ def run_all(args: argparse.Namespace) -> None:
         "prompt_len": args.prompt_len, "answer_len": args.answer_len, "steps": args.steps,
         "warmup": args.warmup, "lora_r": args.lora_r, "lora_dropout": args.lora_dropout,
         "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(), "native_bf16": native_bf16(), "loadavg_after": os.getloadavg(),
         "torch": torch.__version__, "transformers": transformers.__version__,
         "wall_s": round(time.perf_counter() - started, 1),
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(results, config)
-    (args.output_dir / "train_step.json").write_text(json.dumps({"config": config, "results": results}, indent=2) + "\n")
-    (args.output_dir / "train_step.md").write_text("# Training step: answer-only loss vs full logits\n\n" + table)
+    (args.output_dir / f"{args.name}.json").write_text(json.dumps({"config": config, "results": results}, indent=2) + "\n")
+    (args.output_dir / f"{args.name}.md").write_text("# Training step: answer-only loss vs full logits\n\n" + table)
     print(table)
 
 

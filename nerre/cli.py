@@ -6,6 +6,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from nerre.errors import ConfigError, DataError, root_cause
@@ -108,6 +109,20 @@ def _print_json(result: Any) -> None:
     print(json.dumps(result, indent=2, ensure_ascii=False))
 
 
+def default_precision() -> str:
+    """``bf16-mixed`` where the hardware computes bf16 natively (recent GPUs, CPUs with AMX or AVX512-BF16),
+    else ``32-true``: emulated bf16 on an older CPU is many times slower than float32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "32-true"
+    return "bf16-mixed" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "32-true"
+
+
 def run_training(args: Sequence[str]) -> Any:
     """``nerre fit|validate|test``: a LightningCLI over :class:`~nerre.task.BaseTask` subclasses."""
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -134,6 +149,7 @@ def run_training(args: Sequence[str]) -> Any:
             seed_everything_default=42,
             trainer_defaults={
                 "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
+                "precision": default_precision(),
             },
             args=None if list(args) == sys.argv[1:] else list(args),  # LightningCLI warns when given both
         )

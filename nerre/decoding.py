@@ -8,8 +8,14 @@ answers that are a faithful copy of the input with valid tags:
   token end (no empty, crossing or unclosed tags, at most ``max_nesting`` open at once);
 * when the schema has relation types, ``"\\nRelations:"`` and then at most ``max_relations``
   distinct lines ``"\\n{head} | {relation} | {tail}"`` whose arguments are entities tagged in this
-  very answer (named as :func:`~nerre.formulation.tagged.references` names them, head != tail);
+  very answer (named as :func:`~nerre.formulation.tagged.references` names them, head != tail,
+  and only lines the formulation's decoder reads back as the same triple);
 * end-of-sequence, allowed only once all of the above is complete.
+
+When the token budget runs low, no new tag opens and no new relation line starts; right before it
+runs out, the shortest completion (closing the open tags as early as possible) is written without
+the model, so even a cut-short answer is well formed. No tag goes inside a copy of the relations
+header that the source itself holds (the tolerant decoder would miss the relation section).
 
 At each step the token chosen is the highest-scoring token among those that keep the answer a
 valid prefix (``argmax`` over the valid set, ties to the lowest id). The valid set is enumerated
@@ -37,6 +43,7 @@ import copy
 import logging
 import re
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,7 +53,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache, PreTrainedTokenizerBase
 
-from nerre.example import Entity, Example, Token, tokenize
+from nerre.example import Entity, Example, Relation, Token, tokenize
 from nerre.formulation import Formulation
 from nerre.formulation.tagged import RELATIONS_HEADER, TaggedText, references
 from nerre.generation import answer_budget
@@ -81,7 +88,9 @@ class DecodeOptions:
         batch_size: inputs per ``generate`` call in unconstrained mode (constrained mode decodes one
             input at a time, sharing the prompt-header cache).
         speculate: most copy tokens proposed per forward pass in constrained mode (0: step by step).
-        max_new_tokens: cap on answer tokens (None: :func:`nerre.generation.answer_budget` of the input).
+            On CPU a forward pass over 32 tokens costs little more than over one, so long proposals pay.
+        max_new_tokens: cap on answer tokens, eos included (None: :func:`nerre.generation.answer_budget`
+            of the input).
         prompt_lookup: unconstrained mode only: ``prompt_lookup_num_tokens`` for ``generate``
             (prompt-lookup speculation; runs one input at a time).
         max_relations: constrained mode: most relation lines per answer.
@@ -90,7 +99,7 @@ class DecodeOptions:
 
     constrained: bool = True
     batch_size: int = 8
-    speculate: int = 16
+    speculate: int = 32
     max_new_tokens: int | None = None
     prompt_lookup: int | None = None
     max_relations: int = 64
@@ -201,6 +210,21 @@ class TokenTable:
                 by_bytes.setdefault(b, []).append(i)
         self.by_bytes = by_bytes
         self.sorted = sorted(by_bytes)
+        self.longest = max(map(len, by_bytes), default=1)
+
+    def spell(self, data: bytes) -> list[int] | None:
+        """Some tokens (longest match first) whose bytes concatenate to ``data``; None when impossible."""
+        ids, at = [], 0
+        while at < len(data):
+            for size in range(min(self.longest, len(data) - at), 0, -1):
+                hit = self.by_bytes.get(data[at : at + size])
+                if hit:
+                    ids.append(hit[0])
+                    at += size
+                    break
+            else:
+                return None
+        return ids
 
     def is_prefix(self, prefix: bytes) -> bool:
         """Whether some token's bytes start with ``prefix``."""
@@ -214,7 +238,7 @@ def _decoder_kind(tokenizer: PreTrainedTokenizerBase) -> str:
     if backend is not None and backend.decoder is not None:
         try:
             state = backend.decoder.__getstate__().decode("utf-8", "replace")
-        except Exception:  # pragma: no cover - exotic decoders
+        except (AttributeError, TypeError, ValueError):  # pragma: no cover - exotic decoders
             state = repr(backend.decoder)
     if '"ByteLevel"' in state:
         return "byte_level"
@@ -223,23 +247,23 @@ def _decoder_kind(tokenizer: PreTrainedTokenizerBase) -> str:
     return "generic"
 
 
-_TABLES: dict[int, tuple[Any, TokenTable]] = {}
+_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def token_table(tokenizer: PreTrainedTokenizerBase) -> TokenTable:
-    """The (cached) :class:`TokenTable` of ``tokenizer``."""
-    hit = _TABLES.get(id(tokenizer))
-    if hit is None or hit[0] is not tokenizer or len(hit[1].token_bytes) != len(tokenizer):
-        hit = (tokenizer, TokenTable(tokenizer))
-        _TABLES[id(tokenizer)] = hit
-    return hit[1]
+    """The :class:`TokenTable` of ``tokenizer``, built once per tokenizer (about 2 s for Gemma's 262k tokens)."""
+    table = _TABLES.get(tokenizer)
+    if table is None or len(table.token_bytes) != len(tokenizer):
+        table = _TABLES[tokenizer] = TokenTable(tokenizer)
+    return table
 
 
 # ----------------------------------------------------------------------------- the answer language
 
 # Configurations of the NFA (tuples, so states hash and compare cheaply):
 #   (TEXT, i, stack, ents)        copying the source; i: byte cursor; stack: ((label, start), ...) open tags
-#   (TAG, i, stack, ents, part)   inside a tag whose bytes so far are ``part`` (starting with b"<")
+#   (TAG, i, stack, ents, part, opening)  inside a tag whose bytes so far are ``part`` (starting with b"<");
+#                                 opening: whether it may be an opening tag (not when started while finishing)
 #   (HEAD, k, ents)               k bytes of the relations header written
 #   (LINE, ents, done, part)      relation section; ``part``: the current line so far ("" between lines)
 # ents: the entities closed so far, a sorted tuple of (start, end, label) in bytes; done: frozenset of lines.
@@ -340,8 +364,18 @@ class TagGrammar:
         self.labels = [label.name for label in schema.entities]
         self.open_tags = [f"<{label.display}>".encode() for label in schema.entities]
         self.close_tags = [f"</{label.display}>".encode() for label in schema.entities]
+        self.formulation = formulation
+        self.relation_names = [label.name for label in schema.relations]
         self.relation_displays = [label.display for label in schema.relations]
         self.header = RELATIONS_HEADER.encode() if schema.relations else b""
+        # no tag inside a copy of the relations header the source itself holds: the tolerant decoder
+        # finds the relation section by counting intact headers
+        self.no_tag: set[int] = set()
+        if self.header:
+            at = self.src.find(self.header)
+            while at >= 0:
+                self.no_tag.update(range(at + 1, at + len(self.header)))
+                at = self.src.find(self.header, at + 1)
         self.max_nesting, self.max_relations = max_nesting, max_relations
         self.bytes_per_token = max(1.0, bytes_per_token)
         self.finishing = False
@@ -361,10 +395,12 @@ class TagGrammar:
         hit = self._tags_cache.get(key)
         if hit is None:
             hit = []
-            if stack and i in self.ends and stack[-1][1] < i:
+            if i in self.no_tag:
+                pass
+            elif stack and i in self.ends and stack[-1][1] < i:
                 label, start = stack[-1]
                 hit.append((self.close_tags[label], stack[:-1], (start, i, label)))
-            if opening and i in self.starts and len(stack) < self.max_nesting:
+            if opening and i in self.starts and i not in self.no_tag and len(stack) < self.max_nesting:
                 for label, tag in enumerate(self.open_tags):
                     if (label, i) not in stack:
                         hit.append((tag, stack + ((label, i),), None))
@@ -377,17 +413,23 @@ class TagGrammar:
         return [Entity(c[s], c[e], self.labels[label]) for s, e, label in ents]
 
     def lines(self, ents: tuple) -> _Lines:
+        """The relation lines allowed once ``ents`` are tagged: those the formulation reads back as meant."""
         hit = self._lines_cache.get(ents)
         if hit is None:
             entities = self.entities(ents)
             refs = references(entities, self.text)
-            lines = [
-                f"\n{refs[h]} | {label} | {refs[t]}".encode()
-                for h in entities
-                for t in entities
-                if h != t
-                for label in self.relation_displays
-            ]
+            lines = []
+            for h in entities:
+                for t in entities:
+                    if h == t:
+                        continue
+                    for name, label in zip(self.relation_names, self.relation_displays):
+                        line = f"{refs[h]} | {label} | {refs[t]}"
+                        # skip the rare lines the tolerant decoder would misread (a mention holding " | ")
+                        defects: Counter = Counter()
+                        read = self.formulation._parse_relations([line], entities, self.text, defects)
+                        if not defects and read == [Relation(h, t, name)]:
+                            lines.append(("\n" + line).encode())
             hit = self._lines_cache[ents] = _Lines(lines)
         return hit
 
@@ -403,21 +445,21 @@ class TagGrammar:
                 if i < n and src[i] == byte and (not stack or i < self.last_end):
                     out.append((TEXT, i + 1, stack, ents))
                 if byte == _LT and self.tags(i, stack, not self.finishing):
-                    out.append((TAG, i, stack, ents, b"<"))
+                    out.append((TAG, i, stack, ents, b"<", not self.finishing))
                 if i == n and not stack and self.header and byte == self.header[0]:
                     out.append((HEAD, 1, ents))
             elif kind == TAG:
-                _, i, stack, ents, part = c
+                _, i, stack, ents, part, opening = c
                 part = part + bytes((byte,))
                 longer = False
-                for tag, new_stack, closed in self.tags(i, stack):
+                for tag, new_stack, closed in self.tags(i, stack, opening):
                     if tag == part:
                         new_ents = tuple(sorted(ents + (closed,))) if closed else ents
                         out.append((TEXT, i, new_stack, new_ents))
                     elif len(tag) > len(part) and tag.startswith(part):
                         longer = True
                 if longer:
-                    out.append((TAG, i, stack, ents, part))
+                    out.append((TAG, i, stack, ents, part, opening))
             elif kind == HEAD:
                 _, k, ents = c
                 if self.header[k] == byte:
@@ -458,8 +500,8 @@ class TagGrammar:
                 if i == self.n and not stack and self.header:
                     out.add(self.header[0])
             elif kind == TAG:
-                _, i, stack, _, part = c
-                for tag, _, _ in self.tags(i, stack):
+                _, i, stack, _, part, opening = c
+                for tag, _, _ in self.tags(i, stack, opening):
                     if len(tag) > len(part) and tag.startswith(part):
                         out.add(tag[len(part)])
             elif kind == HEAD:
@@ -478,23 +520,64 @@ class TagGrammar:
         return False
 
     def finish_cost(self, state: tuple) -> int:
-        """About how many tokens the shortest way to the end takes (generously), eos included."""
+        """About how many tokens the way to the end takes (a generous estimate), eos included."""
         worst = 0
         for c in state:
-            kind, cost = c[0], 0.0
+            kind, size = c[0], 0
             if kind in (TEXT, TAG):
                 i, stack = c[1], c[2]
-                cost = 1.5 * (self.n - i) / self.bytes_per_token + 3 * len(stack) + 3 * (kind == TAG)
-                cost += sum(len(self.close_tags[label]) for label, _ in stack) / self.bytes_per_token
-                cost += len(self.header) / self.bytes_per_token
+                size = self.n - i + len(self.header) + sum(len(self.close_tags[label]) for label, _ in stack)
             elif kind == HEAD:
-                cost = len(self.header) - c[1]
-            else:  # a token has at least one byte: bytes bound the tokens of a line
+                size = len(self.header) - c[1]
+            else:  # at a line boundary: room for the longest line, else for the rest of this one
                 lines = self.lines(c[1])
                 lo, hi = lines.span(c[3])
-                cost = max((len(line) for line in lines.lines[lo:hi]), default=0) - len(c[3])
-            worst = max(worst, int(cost) + 4)
+                size = max((len(line) for line in lines.lines[lo:hi]), default=0) - len(c[3])
+            worst = max(worst, int(1.5 * size / self.bytes_per_token) + 4)
         return worst
+
+    def completion(self, state: tuple) -> bytes:
+        """A short valid way from ``state`` to the end (closing open tags as early as possible)."""
+        c = state[0]
+        kind = c[0]
+        if kind == HEAD:
+            return self.header[c[1] :]
+        if kind == LINE:
+            ents, done, part = c[1], c[2], c[3]
+            if not part:
+                return b""
+            lines = self.lines(ents)
+            lo, hi = lines.span(part)
+            return min(line for line in lines.lines[lo:hi] if line not in done)[len(part) :]
+        out = []
+        i, stack = c[1], c[2]
+        if kind == TAG:
+            part = c[4]
+            options = [(tag, new) for tag, new, closed in self.tags(i, stack, c[5]) if tag.startswith(part)]
+            options.sort(key=lambda option: len(option[1]))  # a closing tag first
+            tag, stack = options[0]
+            out.append(tag[len(part) :])
+        while True:
+            while stack and i in self.ends and i not in self.no_tag and stack[-1][1] < i:
+                out.append(self.close_tags[stack[-1][0]])
+                stack = stack[:-1]
+            if i >= self.n:
+                break
+            out.append(self.src[i : i + 1])
+            i += 1
+        out.append(self.header)
+        return b"".join(out)
+
+    def completion_bound(self, state: tuple) -> int:
+        """An upper bound on the bytes of :meth:`completion` (cheap)."""
+        c = state[0]
+        kind = c[0]
+        if kind == HEAD:
+            return len(self.header) - c[1]
+        if kind == LINE:
+            return max(map(len, self.lines(c[1]).lines), default=0) if c[3] else 0
+        longest = max(map(len, self.open_tags + self.close_tags), default=0)
+        return self.n - c[1] + longest * (len(c[2]) + 1) + len(self.header)
 
     def forced(self, state: tuple, limit: int) -> bytes:
         """A likely continuation (up to about ``limit`` bytes) to propose: the rest of the copy, or
@@ -516,8 +599,9 @@ class TagGrammar:
                 return closing + self.header
             return self.header if not stack else b""
         if kind == TAG:
-            _, i, stack, _, part = c
-            rest = [tag[len(part) :] for tag, _, _ in self.tags(i, stack) if len(tag) > len(part) and tag.startswith(part)]
+            _, i, stack, _, part, opening = c
+            rest = [tag[len(part) :] for tag, _, _ in self.tags(i, stack, opening)
+                    if len(tag) > len(part) and tag.startswith(part)]
             if len(rest) == 1:
                 return rest[0] + self.src[i : min(self.n, i + limit)]
             return _common_prefix(rest)
@@ -606,6 +690,8 @@ class FaithfulDecoder:
         self.model, self.tokenizer, self.prompts, self.formulation = model, tokenizer, prompts, formulation
         self.options = options or DecodeOptions()
         self.stats = DecodeStats()
+        #: constrained mode: the answer token ids of the last :meth:`decode` call (eos left out)
+        self.token_ids: list[list[int]] = []
         if self.options.constrained:
             if not isinstance(formulation, TaggedText):
                 raise ValueError(
@@ -658,8 +744,9 @@ class FaithfulDecoder:
             for row, i in enumerate(rows):
                 new = out[row, width:].tolist()[: budgets[i]]
                 if eos in new:
-                    new = new[: new.index(eos)]
-                self.stats.answer_tokens += len(new) + 1
+                    new = new[: new.index(eos) + 1]
+                self.stats.answer_tokens += len(new)
+                new = new[:-1] if new and new[-1] == eos else new
                 answers[i] = self.tokenizer.decode(new, skip_special_tokens=True)
             self.stats.forward_passes += out.shape[1] - width
             if progress:
@@ -680,6 +767,7 @@ class FaithfulDecoder:
         ids = [prompt_ids(self.tokenizer, self.prompts, text) for text, _ in items]
         self._prepare_prefix(ids)
         answers = []
+        self.token_ids = []
         for n, ((text, tokens), prompt) in enumerate(zip(items, ids), 1):
             answers.append(self._decode_one(text, tokens, prompt))
             if progress:
@@ -719,6 +807,24 @@ class FaithfulDecoder:
             scores = self._head(hidden[None])[0].index_select(0, index)
         return candidates[int(torch.argmax(scores))]
 
+    def _spell(self, data: bytes) -> list[int] | None:
+        """Tokens spelling ``data`` exactly: the tokenizer's own, else longest-match over the vocabulary."""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return self.table.spell(data)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if b"".join(self.table.token_bytes[i] or b"\0" for i in ids) == data:
+            return ids
+        return self.table.spell(data)
+
+    def _next_k(self, k: int, proposed: int, accepted: int) -> int:
+        """The next proposal length: grows while proposals are taken whole, shrinks after a rejection."""
+        top = self.options.speculate
+        if accepted == proposed:
+            return min(top, 2 * k)
+        return max(min(4, top), min(top, 2 * accepted + 2))
+
     def _propose(self, grammar: TagGrammar, state: tuple, k: int) -> list[int]:
         """Up to ``k`` tokens likely to follow (the copy of the source, or a determined tag/line), all valid."""
         limit = 8 * k + 16
@@ -749,6 +855,9 @@ class FaithfulDecoder:
                              bytes_per_token=len(text.encode("utf-8")) / max(1, source_tokens))
         state = grammar.initial()
         budget = self._budget(text, source_tokens)
+        # room kept for the completion to grow by one tag pair (a partial opening tag may still complete)
+        margin = 2 + max((len(self._spell(a) or a) + len(self._spell(b) or b)
+                          for a, b in zip(grammar.open_tags, grammar.close_tags)), default=0)
         device = self._device()
         shared = min(_common_length(prompt, self._prefix_ids), len(prompt) - 1)
         if self._prefix_cache is not None and shared > 0:
@@ -758,9 +867,10 @@ class FaithfulDecoder:
         pending = list(prompt[shared:])
         answer: list[int] = []
         finished = False
+        k = options.speculate
         while not finished and len(answer) < budget:
-            k = min(options.speculate, budget - len(answer) - 1)
-            proposal = self._propose(grammar, state, k) if k > 0 else []
+            size = min(k, budget - len(answer) - 1)
+            proposal = self._propose(grammar, state, size) if size > 0 else []
             inputs = torch.tensor([pending + proposal], device=device)
             out = self.body(input_ids=inputs, past_key_values=cache, use_cache=True)
             hidden = out.last_hidden_state[0, len(pending) - 1 :]
@@ -768,8 +878,15 @@ class FaithfulDecoder:
             self.stats.proposed_tokens += len(proposal)
             accepted = 0
             for j in range(len(proposal) + 1):
-                if not grammar.finishing and budget - len(answer) <= grammar.finish_cost(state):
-                    grammar.finishing = True
+                left = budget - len(answer)
+                if not grammar.finishing and left <= grammar.finish_cost(state) + margin:
+                    grammar.finishing = True  # no new tags or relation lines from here on
+                if left <= grammar.completion_bound(state) + margin:
+                    tail = self._spell(grammar.completion(state))
+                    if tail is not None and len(tail) + margin >= left:  # the budget is about to run out:
+                        answer.extend((tail + [table.eos_id])[:left])  # complete the answer without the model
+                        finished = True
+                        break
                 candidates = valid_ids(grammar, table, state)
                 if not candidates:  # cannot happen with a complete vocabulary; stop rather than loop
                     log.warning("constrained decoding found no valid token for %r; answer cut short", text[:60])
@@ -786,6 +903,8 @@ class FaithfulDecoder:
                     continue
                 break
             self.stats.accepted_tokens += accepted
+            if proposal:
+                k = self._next_k(k, len(proposal), accepted)
             rejected = len(proposal) - accepted
             if rejected:
                 cache.crop(-rejected)
@@ -794,6 +913,7 @@ class FaithfulDecoder:
         self.stats.answer_tokens += len(answer)
         if answer and answer[-1] == table.eos_id:
             answer = answer[:-1]
+        self.token_ids.append(answer)
         result = b"".join(table.token_bytes[i] or b"" for i in answer).decode("utf-8", errors="replace")
         if self.tokenizer.decode(answer, skip_special_tokens=True) != result:
             self.stats.decode_mismatches += 1

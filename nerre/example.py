@@ -8,8 +8,9 @@ reads and writes :class:`Example`. Offsets are character offsets into ``Example.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 

@@ -19,8 +19,9 @@ predicted, recall is 0 when there is no gold, F1 is 0 when precision + recall is
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Collection, Hashable, Iterable, Sequence
+from typing import Any
 
 from nerre.example import Entity, Example, Relation
 

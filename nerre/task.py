@@ -12,7 +12,6 @@ import torch
 from lightning import LightningModule
 
 from nerre.adapter import AdapterSettings, save_adapter
-from nerre.example import Example
 from nerre.generation import answer_budget, generate_greedy
 from nerre.metrics import evaluate
 from nerre.models import DEFAULT_MODEL, answer_loss, load_model, resolve_model

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import TINY_CONFIG as CONFIG
+from conftest import TINY_DATA as DATA
+from conftest import fit_args, tiny_schema
 
 from nerre.adapter import load_adapter
 from nerre.cli import run
@@ -16,10 +19,6 @@ from nerre.datamodule import IGNORE, ExtractionData
 from nerre.generation import generate_greedy
 from nerre.loaders import read_jsonl
 from nerre.metrics import score_entities
-
-from conftest import TINY_CONFIG as CONFIG
-from conftest import TINY_DATA as DATA
-from conftest import fit_args, tiny_schema
 
 
 @pytest.fixture
@@ -143,3 +142,12 @@ def test_cli_prints_a_clear_error(model_dir, tmp_path, capsys):
         main(fit_args(model_dir, tmp_path, "--data.train", "missing.jsonl"))
     assert exit_info.value.code == 2
     assert "nerre: error:" in capsys.readouterr().err
+
+
+def test_test_command_scores_a_checkpoint(model_dir, tiny_run, tmp_path):
+    (checkpoint,) = tiny_run.glob("runs/**/checkpoints/last.ckpt")
+    cli = run(["test", "--config", str(CONFIG), "--model.init_args.model", str(model_dir),
+               "--data.data_dir", str(DATA), "--data.cache_dir", str(tmp_path / "cache"),
+               "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--ckpt_path", str(checkpoint)])
+    assert cli.trainer.callback_metrics["test/entity_f1"] == 1.0
+    assert cli.trainer.callback_metrics["test/relation_f1"] == 1.0

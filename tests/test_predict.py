@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY_DATA
+
 from nerre.cli import run
 from nerre.example import Entity
 from nerre.loaders import read_jsonl

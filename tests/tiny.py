@@ -8,8 +8,9 @@ folder that ``nerre.models.load_model`` / ``load_tokenizer`` accept.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
