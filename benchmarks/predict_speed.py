@@ -1,14 +1,18 @@
 """Benchmark prediction: plain ``generate`` vs nerre's constrained speculative decoder, with entity F1.
 
-Methods, each over the same ``--limit`` sentences (after one untimed warm-up sentence):
+Methods, each over the same ``--limit`` sentences (after one untimed warm-up sentence). The
+sentences, longest prompt first (as nerre's generation loader orders them), are taken in chunks of
+``--batch-size`` and every method runs on a chunk before the next chunk starts, so that a change in
+the load of a shared machine affects all methods alike:
 
 * ``generate-b1``: plain greedy ``model.generate``, one sentence at a time;
 * ``generate-batched``: plain greedy ``generate``, ``--batch-size`` sentences per call (left padding);
 * ``prompt-lookup``: ``generate(prompt_lookup_num_tokens=--prompt-lookup)``, one at a time;
-* ``constrained``: nerre's faithful constrained decoder with copy speculation (``--speculate``)
-  and the prompt-header cache shared across sentences;
-* ``constrained-stepwise``: the same decoder one token per forward pass (speculation off), to
-  check that speculation changes nothing (``same_as_stepwise``) and to show what it saves;
+* ``constrained``: nerre's faithful constrained decoder with copy speculation (``--speculate``),
+  the prompt-header cache shared across sentences and ``--batch-size`` sentences packed per pass;
+* ``constrained-b1``: the same, one sentence at a time (no packing);
+* ``constrained-stepwise``: the decoder one token per forward pass and one sentence at a time
+  (speculation and packing off), to check that they change nothing (``same_as_stepwise``);
 * ``teacher-forced``: one forward pass over prompt + gold answer per sentence (logits only at the
   answer positions): the cost of merely scoring the gold answer, a floor for any decoder.
 
@@ -50,7 +54,8 @@ from nerre.prompt import PromptBuilder, PromptSettings
 from nerre.schema import Schema
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-METHODS = ("generate-b1", "generate-batched", "prompt-lookup", "constrained", "constrained-stepwise", "teacher-forced")
+METHODS = ("generate-b1", "generate-batched", "prompt-lookup", "constrained", "constrained-b1", "constrained-stepwise",
+           "teacher-forced")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--format", help="corpus format (default: from the config, else detected)")
     parser.add_argument("--limit", type=int, default=16, help="sentences to decode")
     parser.add_argument("--batch-size", type=int, default=8, help="batch size of generate-batched")
-    parser.add_argument("--speculate", type=int, default=32, help="most proposed copy tokens per forward pass")
+    parser.add_argument("--speculate", type=int, default=16, help="most proposed copy tokens per forward pass")
     parser.add_argument("--prompt-lookup", type=int, default=10, help="prompt_lookup_num_tokens")
     parser.add_argument("--budget", choices=("auto", "gold", "default"), default="auto",
                         help="max new tokens of the unconstrained methods: gold answer length + 1, nerre's default "
@@ -127,42 +132,61 @@ def teacher_forced(model, tokenizer, prompts, formulation, examples) -> None:
         model(input_ids=torch.tensor([prompt + answer]), logits_to_keep=len(answer) + 1, use_cache=False)
 
 
-def measure(method: str, args, model, tokenizer, formulation, prompts, examples, budgets) -> dict[str, Any]:
-    stats = DecodeStats()
-    started = time.perf_counter()
-    answers: list[str] | None = None
-    if method == "generate-b1":
-        answers = run_generate(model, tokenizer, prompts, formulation, examples, 1, None, budgets, stats)
-    elif method == "generate-batched":
-        answers = run_generate(model, tokenizer, prompts, formulation, examples, args.batch_size, None, budgets, stats)
-    elif method == "prompt-lookup":
-        answers = run_generate(model, tokenizer, prompts, formulation, examples, 1, args.prompt_lookup, budgets, stats)
-    elif method in ("constrained", "constrained-stepwise"):
-        speculate = args.speculate if method == "constrained" else 0
-        runner = FaithfulDecoder(model, tokenizer, prompts, formulation, DecodeOptions(speculate=speculate))
-        answers = runner.decode(examples)
-        add_stats(stats, runner.stats)
-    else:
-        teacher_forced(model, tokenizer, prompts, formulation, examples)
-    seconds = time.perf_counter() - started
-    result: dict[str, Any] = {
-        "method": method,
-        "seconds": round(seconds, 3),
-        "sentences_per_s": round(len(examples) / seconds, 3),
-        "ms_per_sentence": round(1000 * seconds / len(examples), 1),
-    }
-    if answers is not None:
-        predictions, defects = parse_answers(formulation, examples, answers)
-        result.update(
-            entity_f1=round(score_entities(examples, predictions).micro.f1, 4),
-            defects=sum(defects.values()),
-            defect_counts=dict(defects),
-            forward_passes=stats.forward_passes,
-            answer_tokens=stats.answer_tokens,
-            accepted_proposals=f"{stats.accepted_tokens}/{stats.proposed_tokens}" if stats.proposed_tokens else "",
-            answers=answers,
-        )
-    return result
+class Method:
+    """One way of predicting, timed chunk by chunk; its answers are collected for scoring."""
+
+    def __init__(self, name: str, args, model, tokenizer, formulation, prompts, budgets: dict[int, int] | None):
+        self.name, self.args = name, args
+        self.model, self.tokenizer, self.formulation, self.prompts = model, tokenizer, formulation, prompts
+        self.budgets = budgets
+        self.seconds = 0.0
+        self.answers: list[str] = []
+        self.stats = DecodeStats()
+        self.decoder = None
+        if name.startswith("constrained"):
+            options = {
+                "constrained": DecodeOptions(speculate=args.speculate, batch_size=args.batch_size),
+                "constrained-b1": DecodeOptions(speculate=args.speculate, batch_size=1),
+                "constrained-stepwise": DecodeOptions(speculate=0, batch_size=1),
+            }[name]
+            self.decoder = FaithfulDecoder(model, tokenizer, prompts, formulation, options)
+
+    def run(self, examples: list[Example], ids: list[int]) -> None:
+        started = time.perf_counter()
+        budgets = [self.budgets[i] for i in ids] if self.budgets else None
+        common = (self.model, self.tokenizer, self.prompts, self.formulation, examples)
+        if self.name == "generate-b1":
+            self.answers += run_generate(*common, 1, None, budgets, self.stats)
+        elif self.name == "generate-batched":
+            self.answers += run_generate(*common, self.args.batch_size, None, budgets, self.stats)
+        elif self.name == "prompt-lookup":
+            self.answers += run_generate(*common, 1, self.args.prompt_lookup, budgets, self.stats)
+        elif self.decoder is not None:
+            self.answers += self.decoder.decode(examples)
+        else:
+            teacher_forced(*common)
+        self.seconds += time.perf_counter() - started
+
+    def result(self, examples: list[Example]) -> dict[str, Any]:
+        stats = self.decoder.stats if self.decoder is not None else self.stats
+        result: dict[str, Any] = {
+            "method": self.name,
+            "seconds": round(self.seconds, 3),
+            "sentences_per_s": round(len(examples) / self.seconds, 3),
+            "ms_per_sentence": round(1000 * self.seconds / len(examples), 1),
+        }
+        if self.answers:
+            predictions, defects = parse_answers(self.formulation, examples, self.answers)
+            result.update(
+                entity_f1=round(score_entities(examples, predictions).micro.f1, 4),
+                defects=sum(defects.values()),
+                defect_counts=dict(defects),
+                forward_passes=stats.forward_passes,
+                answer_tokens=stats.answer_tokens,
+                accepted_proposals=f"{stats.accepted_tokens}/{stats.proposed_tokens}" if stats.proposed_tokens else "",
+                answers=self.answers,
+            )
+        return result
 
 
 def markdown_table(results: list[dict[str, Any]], config: dict[str, Any]) -> str:
@@ -190,6 +214,11 @@ def markdown_table(results: list[dict[str, Any]], config: dict[str, Any]) -> str
             "vs teacher-forced: time per sentence relative to one forward pass over prompt + gold answer "
             "(lower is better)."
         ),
+        (
+            f"Not timed: building the token table ({config['token_table_seconds']} s, once per tokenizer) and "
+            f"each decoder's setup (prompt-header prefill, check of packed passes: {config['decoder_setup_seconds']} s "
+            "for all of them together)."
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -201,28 +230,42 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     model, tokenizer, formulation, prompts, fmt, model_name = load(args)
     examples = [ex for ex in load_examples(args.data, fmt) if ex.text.strip()][: args.limit + 1]
     warmup, examples = examples[:1], examples[1:]
+    # longest prompts first, as nerre's generation loader batches them: chunks of similar lengths
+    examples.sort(key=lambda ex: -len(prompt_ids(tokenizer, prompts, ex.text)))
     budget_mode = args.budget if args.budget != "auto" else ("default" if args.adapter else "gold")
-    budgets = [len(gold_answer_ids(tokenizer, formulation, ex)) for ex in examples] if budget_mode == "gold" else None
+    budgets = ({i: len(gold_answer_ids(tokenizer, formulation, ex)) for i, ex in enumerate(examples)}
+               if budget_mode == "gold" else None)
     started = time.perf_counter()
     token_table(tokenizer)
     table_seconds = time.perf_counter() - started
     # untimed warm-up of every code path
     run_generate(model, tokenizer, prompts, formulation, warmup, 1, None, [8], DecodeStats())
-    FaithfulDecoder(model, tokenizer, prompts, formulation, DecodeOptions(speculate=args.speculate)).decode(warmup)
-    results = []
-    for method in args.methods:
-        result = measure(method, args, model, tokenizer, formulation, prompts, examples, budgets)
-        print(f"{method}: {result['sentences_per_s']:.2f} sentences/s, F1 {result.get('entity_f1', '-')}", flush=True)
-        results.append(result)
+    FaithfulDecoder(model, tokenizer, prompts, formulation, DecodeOptions(speculate=args.speculate)).decode(warmup * 2)
+    methods = [Method(name, args, model, tokenizer, formulation, prompts, budgets) for name in args.methods]
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for method in methods:  # one-time setup of a decoder: prompt-header prefill, check of packed passes
+            if method.decoder is not None:
+                method.decoder._prepare_prefix([])
+                method.decoder._packing_works()
+    setup_seconds = time.perf_counter() - started
+    for start in range(0, len(examples), args.batch_size):
+        chunk = list(range(start, min(start + args.batch_size, len(examples))))
+        for method in methods:
+            method.run([examples[i] for i in chunk], chunk)
+        print(f"{chunk[-1] + 1}/{len(examples)} sentences: "
+              + ", ".join(f"{m.name} {m.seconds:.1f}s" for m in methods), flush=True)
+    results = [method.result(examples) for method in methods]
     by_method = {r["method"]: r for r in results}
     for r in results:
         if "generate-batched" in by_method:
             r["speedup_vs_batched"] = round(r["sentences_per_s"] / by_method["generate-batched"]["sentences_per_s"], 2)
         if "teacher-forced" in by_method:
             r["time_vs_teacher_forced"] = round(r["seconds"] / by_method["teacher-forced"]["seconds"], 2)
-    if "constrained" in by_method and "constrained-stepwise" in by_method:
-        same = sum(a == b for a, b in zip(by_method["constrained"]["answers"], by_method["constrained-stepwise"]["answers"]))
-        by_method["constrained"]["same_as_stepwise"] = f"{same}/{len(examples)}"
+    for name in ("constrained", "constrained-b1"):
+        if name in by_method and "constrained-stepwise" in by_method:
+            pairs = zip(by_method[name]["answers"], by_method["constrained-stepwise"]["answers"])
+            by_method[name]["same_as_stepwise"] = f"{sum(a == b for a, b in pairs)}/{len(examples)}"
     config = {
         "model": model_name,
         "data": str(args.data),
@@ -234,6 +277,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "speculate": args.speculate,
         "prompt_lookup": args.prompt_lookup,
         "token_table_seconds": round(table_seconds, 2),
+        "decoder_setup_seconds": round(setup_seconds, 2),
         "torch": torch.__version__,
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)

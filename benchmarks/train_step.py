@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nerre.models import DEFAULT_MODEL, answer_loss, load_model, resolve_model  # noqa: E402
+from nerre.models import DEFAULT_MODEL, answer_loss, cpu_has_native_bf16, load_model, resolve_model
 
 LOSSES = ("answer", "full")
 PRECISIONS = ("fp32", "bf16")
@@ -79,9 +79,7 @@ def lora_model(model_path: str, args: argparse.Namespace) -> torch.nn.Module:
 
 
 def train_step(model, optimizer, batch, loss_kind: str, precision: str) -> float:
-    autocast = (
-        torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-    )
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     with autocast:
         loss = answer_loss(model, **batch) if loss_kind == "answer" else model(**batch).loss
     loss.backward()
@@ -122,7 +120,7 @@ def spawn_variant(variant: str, model_path: str, args: argparse.Namespace) -> di
     command = [sys.executable, __file__, "--model", model_path, "--variant", variant]
     for name in options:
         command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, check=False, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"variant {variant} failed (exit {done.returncode}):\n{done.stderr[-4000:]}")
@@ -152,20 +150,23 @@ def markdown_table(results: list[dict[str, Any]], config: dict[str, Any]) -> str
         f"{r.get('speedup_vs_full', float('nan')):.2f}x | {r['peak_rss_mb'] / 1024:.2f} | {r['first_loss']:.4f} |"
         for r in results
     ]
-    return head + "\n".join(rows) + "\n"
-
-
-def native_bf16() -> bool:
-    """Whether this CPU has native bf16 matmuls (AVX512-BF16/AMX); without, bf16 is emulated and slow."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    notes = [
+        (
+            "\nTokens/s counts every token of the batch (prompt + answer); peak RSS is `ru_maxrss` of a fresh "
+            "process per variant, model load included; the same seed gives the same step-1 loss for both losses."
+        )
+    ]
+    if not config["native_bf16"] and any(r["precision"] == "bf16" for r in results):
+        notes.append("This CPU has no native bf16 matmul: bf16 autocast runs emulated kernels, far slower than fp32.")
+    load = config.get("loadavg_after")
+    if load and load[0] > config["cpu_count"]:
+        notes.append(f"Other processes shared the CPUs (1-min load average {load[0]:.1f}): absolute speeds are low.")
+    return head + "\n".join(rows) + "\n" + "\n\n".join(notes) + "\n"
 
 
 def run_all(args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    if "bf16" in args.precision and not native_bf16():
+    if "bf16" in args.precision and not cpu_has_native_bf16():
         print("warning: this CPU has no native bf16 matmul; bf16 autocast will be much slower than fp32", flush=True)
     model_path = resolve_model(args.model)  # convert the default model once, outside the timings
     results = []
@@ -178,17 +179,29 @@ def run_all(args: argparse.Namespace) -> None:
     import transformers
 
     config = {
-        "model": args.model, "model_path": model_path, "batch_size": args.batch_size,
-        "prompt_len": args.prompt_len, "answer_len": args.answer_len, "steps": args.steps,
-        "warmup": args.warmup, "lora_r": args.lora_r, "lora_dropout": args.lora_dropout,
-        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "native_bf16": native_bf16(), "loadavg_after": os.getloadavg(),
-        "torch": torch.__version__, "transformers": transformers.__version__,
+        "model": args.model,
+        "model_path": model_path,
+        "batch_size": args.batch_size,
+        "prompt_len": args.prompt_len,
+        "answer_len": args.answer_len,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "lora_r": args.lora_r,
+        "lora_dropout": args.lora_dropout,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "native_bf16": cpu_has_native_bf16(),
+        "loadavg_after": os.getloadavg(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
         "wall_s": round(time.perf_counter() - started, 1),
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(results, config)
-    (args.output_dir / f"{args.name}.json").write_text(json.dumps({"config": config, "results": results}, indent=2) + "\n")
+    (args.output_dir / f"{args.name}.json").write_text(
+        json.dumps({"config": config, "results": results}, indent=2) + "\n"
+    )
     (args.output_dir / f"{args.name}.md").write_text("# Training step: answer-only loss vs full logits\n\n" + table)
     print(table)
 

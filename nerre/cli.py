@@ -6,7 +6,6 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from nerre.errors import ConfigError, DataError, root_cause
@@ -114,13 +113,11 @@ def default_precision() -> str:
     else ``32-true``: emulated bf16 on an older CPU is many times slower than float32."""
     import torch
 
+    from nerre.models import cpu_has_native_bf16
+
     if torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "32-true"
-    return "bf16-mixed" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "32-true"
+    return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
 
 
 def run_training(args: Sequence[str]) -> Any:

@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader
 from nerre.example import Example
 from nerre.formulation import Formulation, get_formulation
 from nerre.loaders import load_examples
-from nerre.models import DEFAULT_MODEL, format_prompt, load_tokenizer, resolve_model
-from nerre.prompt import PromptBuilder, PromptSettings
+from nerre.models import DEFAULT_MODEL, load_tokenizer, resolve_model
+from nerre.prompt import PromptBuilder, PromptSettings, prompt_ids
 from nerre.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class ExtractionData(LightningDataModule):
         loss_on: ``answer`` (prompt tokens get label -100) or ``all`` (the whole sequence).
         max_train_examples: use only this many training examples (a seeded random subset).
         batch_size: training batch size.
-        eval_batch_size: generation batch size for validation and test.
+        eval_batch_size: examples per validation and test step (decoded together).
         num_workers: DataLoader workers.
         seed: seed for the training subset and the few-shot examples.
         cache_dir: where tokenized datasets are cached; default ``~/.cache/nerre/datasets``.
@@ -135,9 +135,7 @@ class ExtractionData(LightningDataModule):
     # -- tokenization ------------------------------------------------------------------------
     def prompt_ids(self, text: str) -> list[int]:
         """Token ids of the prompt for ``text`` (the answer follows them)."""
-        chat = bool(getattr(self.tokenizer, "chat_template", None))
-        rendered = format_prompt(self.tokenizer, self.prompts.prompt(text))
-        return self.tokenizer(rendered, add_special_tokens=not chat)["input_ids"]
+        return prompt_ids(self.tokenizer, self.prompts, text)
 
     def answer_ids(self, example: Example) -> list[int]:
         """Token ids of the target for ``example``, ending with the end-of-sequence token."""
@@ -215,24 +213,11 @@ class ExtractionData(LightningDataModule):
         return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
 
     def _generation_loader(self, split: str) -> DataLoader:
+        """Batches of example indices: validation and test generate from the examples themselves."""
         if split not in self.paths:
             raise ValueError(f"no {split} data: set data.{split}")
-        examples = self.examples[split]
-        rows = [{"index": i, "input_ids": self.prompt_ids(ex.text)} for i, ex in enumerate(examples)]
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]["input_ids"]))
-        return DataLoader([rows[i] for i in order], batch_size=self.eval_batch_size, shuffle=False,
-                          collate_fn=self._collate_prompts, num_workers=self.num_workers)
-
-    def _collate_prompts(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        """Left-padded prompts, as batched generation with a decoder-only model needs."""
-        width = max(len(r["input_ids"]) for r in rows)
-        pad = self.tokenizer.pad_token_id
-        return {
-            "index": torch.tensor([r["index"] for r in rows]),
-            "input_ids": torch.tensor([[pad] * (width - len(r["input_ids"])) + r["input_ids"] for r in rows]),
-            "attention_mask": torch.tensor([[0] * (width - len(r["input_ids"])) + [1] * len(r["input_ids"])
-                                            for r in rows]),
-        }
+        return DataLoader(range(len(self.examples[split])), batch_size=self.eval_batch_size, shuffle=False,
+                          num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self._generation_loader("val")

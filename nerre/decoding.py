@@ -29,7 +29,8 @@ determined) are proposed and verified in one forward pass over the KV cache; the
 up to the first position where the constrained greedy choice differs, that choice is taken there,
 and the cache is cropped. The result is the same as step-by-step constrained greedy decoding
 (up to floating-point noise between a one-token and a many-token forward pass). The prompt header,
-identical across inputs, is prefilled once and its cache shared by every input.
+identical across inputs, is prefilled once and its cache shared by every input. Several inputs are
+decoded together, their new tokens packed into one forward pass (see :class:`FaithfulDecoder`).
 
 Unconstrained mode (``constrained=False``) is plain greedy ``model.generate`` (batched, optionally
 with ``prompt_lookup_num_tokens``); its answers go through the formulation's tolerant ``decode``,
@@ -46,7 +47,7 @@ import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -56,14 +57,14 @@ from transformers import DynamicCache, PreTrainedTokenizerBase
 from nerre.example import Entity, Example, Relation, Token, tokenize
 from nerre.formulation import Formulation
 from nerre.formulation.tagged import RELATIONS_HEADER, TaggedText, references
-from nerre.generation import answer_budget
-from nerre.models import causal_lm, decoder, format_prompt
-from nerre.prompt import PromptBuilder
+from nerre.models import causal_lm, decoder
+from nerre.prompt import PromptBuilder, prompt_ids
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "DecodeOptions",
+    "answer_budget",
     "DecodeStats",
     "FaithfulDecoder",
     "TagGrammar",
@@ -76,6 +77,11 @@ __all__ = [
 ]
 
 Source = str | Example
+
+
+def answer_budget(source_tokens: int, has_relations: bool) -> int:
+    """A generous number of new tokens for the answer to a source of ``source_tokens`` tokens."""
+    return 2 * source_tokens + 32 + (4 * source_tokens if has_relations else 0)
 Progress = Callable[[int, int], None]
 
 
@@ -85,25 +91,29 @@ class DecodeOptions:
 
     Args:
         constrained: faithful constrained decoding (tagged formulation only); off: plain greedy ``generate``.
-        batch_size: inputs per ``generate`` call in unconstrained mode (constrained mode decodes one
-            input at a time, sharing the prompt-header cache).
-        speculate: most copy tokens proposed per forward pass in constrained mode (0: step by step).
-            On CPU a forward pass over 32 tokens costs little more than over one, so long proposals pay.
-        max_new_tokens: cap on answer tokens, eos included (None: :func:`nerre.generation.answer_budget`
+        batch_size: inputs decoded together: per ``generate`` call in unconstrained mode; in
+            constrained mode, inputs whose new tokens share one packed forward pass.
+        speculate: most copy tokens proposed per input and forward pass in constrained mode
+            (0: step by step); the length adapts to how much of each proposal is taken.
+        max_new_tokens: cap on answer tokens, eos included (None: :func:`answer_budget`
             of the input).
         prompt_lookup: unconstrained mode only: ``prompt_lookup_num_tokens`` for ``generate``
             (prompt-lookup speculation; runs one input at a time).
         max_relations: constrained mode: most relation lines per answer.
         max_nesting: constrained mode: most entity tags open at once.
+        max_length: constrained mode: the training window (prompt + answer tokens); each answer's
+            budget is capped to what the prompt leaves of it, though never below the input's length
+            plus a few tokens.
     """
 
     constrained: bool = True
     batch_size: int = 8
-    speculate: int = 32
+    speculate: int = 16
     max_new_tokens: int | None = None
     prompt_lookup: int | None = None
     max_relations: int = 64
     max_nesting: int = 4
+    max_length: int | None = None
 
 
 @dataclass
@@ -124,13 +134,6 @@ class DecodeStats:
 
 
 # ----------------------------------------------------------------------------- prompts
-
-
-def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompts: PromptBuilder, text: str) -> list[int]:
-    """Token ids of the prompt for ``text``, exactly as training tokenizes it (``ExtractionData.prompt_ids``)."""
-    chat = bool(getattr(tokenizer, "chat_template", None))
-    rendered = format_prompt(tokenizer, prompts.prompt(text))
-    return tokenizer(rendered, add_special_tokens=not chat)["input_ids"]
 
 
 def _source(item: Source) -> tuple[str, list[Token]]:
@@ -644,19 +647,99 @@ def valid_ids(grammar: TagGrammar, table: TokenTable, state: tuple) -> list[int]
     ids.sort()
     return ids
 
+# ----------------------------------------------------------------------------- packed forward passes
 
-# ----------------------------------------------------------------------------- the decoder
+PACKED_ATTENTION = "nerre_packed"
 
 
-def _fork(cache: DynamicCache, length: int) -> DynamicCache:
-    """A cache holding the first ``length`` positions of ``cache``; ``cache`` itself is left untouched
-    (cache layers only ever replace their tensors, so the copy can share them)."""
-    forked = copy.copy(cache)
-    forked.layers = [copy.copy(layer) for layer in cache.layers]
-    extra = cache.get_seq_length() - length
-    if extra > 0:
-        forked.crop(-extra)
-    return forked
+class _RowCache:
+    """The keys and values of one sequence, one tensor pair per layer: ``[1, kv_heads, length, head_dim]``."""
+
+    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor]):
+        self.keys, self.values = keys, values
+
+    @classmethod
+    def from_cache(cls, cache: DynamicCache, length: int) -> _RowCache:
+        return cls([layer.keys[:, :, :length] for layer in cache.layers],
+                   [layer.values[:, :, :length] for layer in cache.layers])
+
+    def __len__(self) -> int:
+        return self.keys[0].shape[2] if self.keys else 0
+
+    def crop(self, remove: int) -> None:
+        if remove > 0:
+            self.keys = [k[:, :, :-remove] for k in self.keys]
+            self.values = [v[:, :, :-remove] for v in self.values]
+
+
+class _Packed(DynamicCache):
+    """One packed forward pass: the new tokens of several sequences in a row, each attending only to its own cache.
+
+    Handed to the model both as its cache (``update`` appends each sequence's new keys and values to
+    that sequence's :class:`_RowCache`) and as its attention mask (read by :func:`_packed_attention`).
+    """
+
+    def __init__(self, rows: list[_RowCache], segments: list[tuple[int, int]]):
+        super().__init__()
+        self.rows, self.segments = rows, segments
+        self._masks: dict[tuple, torch.Tensor | None] = {}
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        for row, (a, b) in zip(self.rows, self.segments):
+            k, v = key_states[:, :, a:b], value_states[:, :, a:b]
+            if layer_idx < len(row.keys):
+                row.keys[layer_idx] = torch.cat([row.keys[layer_idx], k], dim=2)
+                row.values[layer_idx] = torch.cat([row.values[layer_idx], v], dim=2)
+            else:
+                row.keys.append(k)
+                row.values.append(v)
+        return key_states, value_states
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return 0
+
+    def mask(self, new: int, total: int, window: int | None, device: torch.device) -> torch.Tensor | None:
+        """Which of ``total`` keys each of the ``new`` last queries sees (None: all of them)."""
+        key = (new, total, window)
+        if key not in self._masks:
+            q = torch.arange(total - new, total, device=device)[:, None]
+            k = torch.arange(total, device=device)[None, :]
+            allowed = k <= q
+            if window:
+                allowed &= k > q - window
+            self._masks[key] = None if bool(allowed.all()) else allowed
+        return self._masks[key]
+
+
+def _packed_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, sliding_window=None,
+                      softcap=None, **kwargs):
+    """Attention for a :class:`_Packed` pass: each sequence's queries over that sequence's keys only."""
+    pack: _Packed = attention_mask
+    outputs = []
+    for row, (a, b) in zip(pack.rows, pack.segments):
+        q = query[:, :, a:b]
+        k, v = row.keys[module.layer_idx], row.values[module.layer_idx]
+        if k.shape[1] != q.shape[1]:
+            k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+            v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
+        mask = pack.mask(b - a, k.shape[2], sliding_window, q.device)
+        if softcap is None:
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling)
+        else:  # logit softcapping (Gemma 2): the eager formula
+            scores = (q @ k.transpose(2, 3)) * (scaling if scaling is not None else q.shape[-1] ** -0.5)
+            scores = torch.tanh(scores / softcap) * softcap
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            out = torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
+        outputs.append(out)
+    return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+
+
+def _register_packed_attention() -> None:
+    from transformers import AttentionInterface
+
+    if PACKED_ATTENTION not in AttentionInterface._global_mapping:
+        AttentionInterface.register(PACKED_ATTENTION, _packed_attention)
 
 
 def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -668,8 +751,37 @@ def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+@dataclass
+class _Row:
+    """One input being decoded in constrained mode."""
+
+    index: int
+    text: str
+    grammar: TagGrammar
+    state: tuple
+    budget: int
+    margin: int
+    k: int
+    cache: Any
+    pending: list[int]
+    answer: list[int] = field(default_factory=list)
+    proposal: list[int] = field(default_factory=list)
+    finished: bool = False
+
+
+# ----------------------------------------------------------------------------- the decoder
+
+
 class FaithfulDecoder:
     """Generates answers for a model, a tokenizer, prompts and a formulation; see the module docstring.
+
+    In constrained mode up to ``options.batch_size`` inputs are decoded together: the new tokens of
+    all of them (prompt rest, or last token plus proposal) go through the model in one packed
+    forward pass, each attending only to its own keys and values (a small attention function
+    registered with transformers). This shares the cost of reading the weights, which dominates a
+    forward pass over a few tokens on a CPU. The packed pass is checked against the model's own
+    forward pass once; when they disagree (an architecture it does not fit), inputs are decoded one
+    at a time.
 
     Args:
         model: a causal LM (plain or peft-wrapped), in eval mode.
@@ -706,6 +818,7 @@ class FaithfulDecoder:
             self._head = head
         self._prefix_ids: list[int] = []
         self._prefix_cache: DynamicCache | None = None
+        self._packing: bool | None = None  # decided on first use
 
     # -- public -----------------------------------------------------------------------------------
     def decode(self, sources: Sequence[Source], progress: Progress | None = None) -> list[str]:
@@ -730,7 +843,7 @@ class FaithfulDecoder:
         order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
         answers: list[str] = [""] * len(texts)
         pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
-        device = next(self.model.parameters()).device
+        device = self._device()
         for start in range(0, len(order), size):
             rows = order[start : start + size]
             width = max(len(ids[i]) for i in rows)
@@ -760,20 +873,76 @@ class FaithfulDecoder:
             source_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return answer_budget(source_tokens, bool(self.formulation.schema.relations))
 
-    # -- constrained ----------------------------------------------------------------------------------
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -- constrained: scheduling ------------------------------------------------------------------------
     @torch.inference_mode()
     def _constrained(self, sources: Sequence[Source], progress: Progress | None) -> list[str]:
         items = [_source(s) for s in sources]
         ids = [prompt_ids(self.tokenizer, self.prompts, text) for text, _ in items]
         self._prepare_prefix(ids)
-        answers = []
-        self.token_ids = []
-        for n, ((text, tokens), prompt) in enumerate(zip(items, ids), 1):
-            answers.append(self._decode_one(text, tokens, prompt))
-            if progress:
-                progress(n, len(items))
+        packing = self._packing_works() and self.options.batch_size > 1
+        width = max(1, self.options.batch_size) if packing else 1
+        answers: list[str] = [""] * len(items)
+        token_ids: list[list[int]] = [[] for _ in items]
+        waiting = list(range(len(items)))
+        active: list[_Row] = []
+        done = 0
+        while waiting or active:
+            while waiting and len(active) < width:
+                i = waiting.pop(0)
+                active.append(self._start(i, *items[i], ids[i], packing))
+            for row in active:
+                size = min(row.k, row.budget - len(row.answer) - 1)
+                row.proposal = self._propose(row.grammar, row.state, size) if size > 0 else []
+            hidden = self._forward(active, packing)
+            for row, h in zip(active, hidden):
+                self._verify(row, h)
+            for row in [r for r in active if r.finished]:
+                active.remove(row)
+                answers[row.index], token_ids[row.index] = self._finish(row)
+                done += 1
+                if progress:
+                    progress(done, len(items))
+        self.token_ids = token_ids
         return answers
 
+    def _start(self, index: int, text: str, tokens: list[Token], prompt: list[int], packing: bool) -> _Row:
+        options = self.options
+        source_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        grammar = TagGrammar(text, tokens, self.formulation, options.max_nesting, options.max_relations,
+                             bytes_per_token=len(text.encode("utf-8")) / max(1, source_tokens))
+        # room kept for the completion to grow by one tag pair (a partial opening tag may still complete)
+        margin = 2 + max((len(self._spell(a) or a) + len(self._spell(b) or b)
+                          for a, b in zip(grammar.open_tags, grammar.close_tags)), default=0)
+        shared = min(_common_length(prompt, self._prefix_ids), len(prompt) - 1)
+        if self._prefix_cache is None or shared <= 0:
+            shared = 0
+        if packing:
+            cache = _RowCache.from_cache(self._prefix_cache, shared) if shared else _RowCache([], [])
+        elif shared:
+            cache = _fork(self._prefix_cache, shared)
+        else:
+            cache = DynamicCache()
+        budget = self._budget(text, source_tokens)
+        if options.max_length and options.max_new_tokens is None:
+            budget = min(budget, max(options.max_length - len(prompt), source_tokens + 8))
+        return _Row(index, text, grammar, grammar.initial(), budget, margin, options.speculate, cache,
+                    list(prompt[shared:]))
+
+    def _finish(self, row: _Row) -> tuple[str, list[int]]:
+        table = self.table
+        answer = row.answer[: row.budget]
+        self.stats.answer_tokens += len(answer)
+        if answer and answer[-1] == table.eos_id:
+            answer = answer[:-1]
+        result = b"".join(table.token_bytes[i] or b"" for i in answer).decode("utf-8", errors="replace")
+        if self.tokenizer.decode(answer, skip_special_tokens=True) != result:
+            self.stats.decode_mismatches += 1
+        return result, answer
+
+    # -- constrained: the model -------------------------------------------------------------------------
     def _prepare_prefix(self, ids: list[list[int]]) -> None:
         """Prefill (once) the prompt header that every prompt starts with."""
         probes = [prompt_ids(self.tokenizer, self.prompts, t) for t in ("A", "b")]
@@ -786,13 +955,81 @@ class FaithfulDecoder:
         if self._prefix_cache is not None and self._prefix_ids == prefix:
             return
         cache = DynamicCache()
-        device = self._device()
-        self.body(input_ids=torch.tensor([prefix], device=device), past_key_values=cache, use_cache=True)
+        self.body(input_ids=torch.tensor([prefix], device=self._device()), past_key_values=cache, use_cache=True)
         self.stats.forward_passes += 1
         self._prefix_ids, self._prefix_cache = prefix, cache
 
-    def _device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    def _forward(self, rows: list[_Row], packing: bool) -> list[torch.Tensor]:
+        """Hidden states at the positions that predict each row's next tokens (last pending + proposal)."""
+        self.stats.forward_passes += 1
+        device = self._device()
+        if not packing:
+            out = []
+            for row in rows:
+                inputs = torch.tensor([row.pending + row.proposal], device=device)
+                hidden = self.body(input_ids=inputs, past_key_values=row.cache, use_cache=True).last_hidden_state
+                out.append(hidden[0, len(row.pending) - 1 :])
+            self.stats.forward_passes += len(rows) - 1
+            return out
+        ids, positions, segments = [], [], []
+        for row in rows:
+            new = row.pending + row.proposal
+            start = len(row.cache)
+            segments.append((len(ids), len(ids) + len(new)))
+            ids.extend(new)
+            positions.extend(range(start, start + len(new)))
+        hidden = self._packed_forward([row.cache for row in rows], segments, ids, positions)
+        return [hidden[a + len(row.pending) - 1 : b] for row, (a, b) in zip(rows, segments)]
+
+    def _packed_forward(self, caches: list[_RowCache], segments, ids: list[int], positions: list[int]) -> torch.Tensor:
+        device = self._device()
+        pack = _Packed(caches, segments)
+        config = self.body.config
+        masks = {kind: pack for kind in set(getattr(config, "layer_types", None) or ["full_attention"])}
+        masks.setdefault("full_attention", pack)
+        before = config._attn_implementation
+        config._attn_implementation = PACKED_ATTENTION
+        try:
+            out = self.body(input_ids=torch.tensor([ids], device=device), attention_mask=masks,
+                            position_ids=torch.tensor([positions], device=device), past_key_values=pack,
+                            use_cache=True)
+        finally:
+            config._attn_implementation = before
+        return out.last_hidden_state[0]
+
+    @torch.inference_mode()
+    def _packing_works(self) -> bool:
+        """Whether a packed pass gives the model's own hidden states (checked once, on two short sequences)."""
+        if self._packing is None:
+            self._packing = False
+            try:
+                _register_packed_attention()
+                ids = self.tokenizer("Packed check: one, two; three.", add_special_tokens=False)["input_ids"][:12]
+                device = self._device()
+                caches, want = [], []
+                for cut in (len(ids) // 2, len(ids) // 3):
+                    cache = DynamicCache()
+                    self.body(input_ids=torch.tensor([ids[:cut]], device=device), past_key_values=cache, use_cache=True)
+                    caches.append(_RowCache.from_cache(cache, cut))
+                    want.append(self.body(input_ids=torch.tensor([ids[cut:]], device=device),
+                                          past_key_values=cache, use_cache=True).last_hidden_state[0])
+                segments, a = [], 0
+                for w in want:
+                    segments.append((a, a + len(w)))
+                    a += len(w)
+                cuts = (len(ids) // 2, len(ids) // 3)
+                got = self._packed_forward(caches, segments, ids[cuts[0]:] + ids[cuts[1]:],
+                                           list(range(cuts[0], len(ids))) + list(range(cuts[1], len(ids))))
+                scale = max(float(w.abs().max()) for w in want) + 1e-6
+                self._packing = all(
+                    float((got[s:e] - w).abs().max()) <= 1e-3 * scale for (s, e), w in zip(segments, want)
+                )
+            except Exception as error:  # noqa: BLE001 - any failure means: do not pack
+                log.info("packed decoding unavailable for %s (%s); decoding one input at a time",
+                         type(self.body).__name__, error)
+            if not self._packing:
+                log.info("decoding one input at a time (packed forward passes do not fit this model)")
+        return self._packing
 
     def _choose(self, hidden: torch.Tensor, candidates: list[int]) -> int:
         """The candidate with the highest logit (ties: the lowest id)."""
@@ -807,6 +1044,7 @@ class FaithfulDecoder:
             scores = self._head(hidden[None])[0].index_select(0, index)
         return candidates[int(torch.argmax(scores))]
 
+    # -- constrained: proposals and verification ---------------------------------------------------------
     def _spell(self, data: bytes) -> list[int] | None:
         """Tokens spelling ``data`` exactly: the tokenizer's own, else longest-match over the vocabulary."""
         try:
@@ -848,76 +1086,56 @@ class FaithfulDecoder:
             proposal.append(token)
         return proposal
 
-    def _decode_one(self, text: str, tokens: list[Token], prompt: list[int]) -> str:
-        options, table = self.options, self.table
-        source_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        grammar = TagGrammar(text, tokens, self.formulation, options.max_nesting, options.max_relations,
-                             bytes_per_token=len(text.encode("utf-8")) / max(1, source_tokens))
-        state = grammar.initial()
-        budget = self._budget(text, source_tokens)
-        # room kept for the completion to grow by one tag pair (a partial opening tag may still complete)
-        margin = 2 + max((len(self._spell(a) or a) + len(self._spell(b) or b)
-                          for a, b in zip(grammar.open_tags, grammar.close_tags)), default=0)
-        device = self._device()
-        shared = min(_common_length(prompt, self._prefix_ids), len(prompt) - 1)
-        if self._prefix_cache is not None and shared > 0:
-            cache = _fork(self._prefix_cache, shared)
-        else:
-            cache, shared = DynamicCache(), 0
-        pending = list(prompt[shared:])
-        answer: list[int] = []
-        finished = False
-        k = options.speculate
-        while not finished and len(answer) < budget:
-            size = min(k, budget - len(answer) - 1)
-            proposal = self._propose(grammar, state, size) if size > 0 else []
-            inputs = torch.tensor([pending + proposal], device=device)
-            out = self.body(input_ids=inputs, past_key_values=cache, use_cache=True)
-            hidden = out.last_hidden_state[0, len(pending) - 1 :]
-            self.stats.forward_passes += 1
-            self.stats.proposed_tokens += len(proposal)
-            accepted = 0
-            for j in range(len(proposal) + 1):
-                left = budget - len(answer)
-                if not grammar.finishing and left <= grammar.finish_cost(state) + margin:
-                    grammar.finishing = True  # no new tags or relation lines from here on
-                if left <= grammar.completion_bound(state) + margin:
-                    tail = self._spell(grammar.completion(state))
-                    if tail is not None and len(tail) + margin >= left:  # the budget is about to run out:
-                        answer.extend((tail + [table.eos_id])[:left])  # complete the answer without the model
-                        finished = True
-                        break
-                candidates = valid_ids(grammar, table, state)
-                if not candidates:  # cannot happen with a complete vocabulary; stop rather than loop
-                    log.warning("constrained decoding found no valid token for %r; answer cut short", text[:60])
-                    finished = True
+    def _verify(self, row: _Row, hidden: torch.Tensor) -> None:
+        """Take the constrained greedy choice at each position, as long as it agrees with the proposal."""
+        table, grammar, proposal = self.table, row.grammar, row.proposal
+        accepted = 0
+        for j in range(len(proposal) + 1):
+            left = row.budget - len(row.answer)
+            if not grammar.finishing and left <= grammar.finish_cost(row.state) + row.margin:
+                grammar.finishing = True  # no new tags or relation lines from here on
+            if left <= grammar.completion_bound(row.state) + row.margin:
+                tail = self._spell(grammar.completion(row.state))
+                if tail is not None and len(tail) + row.margin >= left:  # the budget is about to run out:
+                    row.answer.extend((tail + [table.eos_id])[:left])  # complete the answer without the model
+                    row.finished = True
                     break
-                choice = self._choose(hidden[j], candidates)
-                answer.append(choice)
-                if choice == table.eos_id:
-                    finished = True
-                    break
-                state = grammar.advance(state, table.token_bytes[choice])
-                if j < len(proposal) and choice == proposal[j]:
-                    accepted += 1
-                    continue
+            candidates = valid_ids(grammar, table, row.state)
+            if not candidates:  # cannot happen with a complete vocabulary; stop rather than loop
+                log.warning("constrained decoding found no valid token for %r; answer cut short", row.text[:60])
+                row.finished = True
                 break
-            self.stats.accepted_tokens += accepted
-            if proposal:
-                k = self._next_k(k, len(proposal), accepted)
-            rejected = len(proposal) - accepted
-            if rejected:
-                cache.crop(-rejected)
-            pending = answer[-1:]
-        answer = answer[:budget]
-        self.stats.answer_tokens += len(answer)
-        if answer and answer[-1] == table.eos_id:
-            answer = answer[:-1]
-        self.token_ids.append(answer)
-        result = b"".join(table.token_bytes[i] or b"" for i in answer).decode("utf-8", errors="replace")
-        if self.tokenizer.decode(answer, skip_special_tokens=True) != result:
-            self.stats.decode_mismatches += 1
-        return result
+            choice = self._choose(hidden[j], candidates)
+            row.answer.append(choice)
+            if choice == table.eos_id:
+                row.finished = True
+                break
+            row.state = grammar.advance(row.state, table.token_bytes[choice])
+            if j < len(proposal) and choice == proposal[j]:
+                accepted += 1
+                continue
+            break
+        self.stats.proposed_tokens += len(proposal)
+        self.stats.accepted_tokens += accepted
+        if proposal:
+            row.k = self._next_k(row.k, len(proposal), accepted)
+        rejected = len(proposal) - accepted
+        if rejected:  # drop the keys and values of the proposal tokens not taken
+            row.cache.crop(rejected if isinstance(row.cache, _RowCache) else -rejected)
+        row.pending = row.answer[-1:]
+        if len(row.answer) >= row.budget:
+            row.finished = True
+
+
+def _fork(cache: DynamicCache, length: int) -> DynamicCache:
+    """A cache holding the first ``length`` positions of ``cache``; ``cache`` itself is left untouched
+    (cache layers only ever replace their tensors, so the copy can share them)."""
+    forked = copy.copy(cache)
+    forked.layers = [copy.copy(layer) for layer in cache.layers]
+    extra = cache.get_seq_length() - length
+    if extra > 0:
+        forked.crop(-extra)
+    return forked
 
 
 # ----------------------------------------------------------------------------- convenience

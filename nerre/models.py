@@ -112,7 +112,9 @@ def ensure_default_model() -> Path:
     logger.info(
         "First use of %s: assembling the GGUF from %s and converting it once into a float32 checkpoint "
         "at %s (about a minute; later loads take seconds).",
-        DEFAULT_MODEL, GGUF_PACKAGE, target,
+        DEFAULT_MODEL,
+        GGUF_PACKAGE,
+        target,
     )
     started = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)

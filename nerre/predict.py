@@ -16,9 +16,9 @@ from typing import Any
 import torch
 
 from nerre.adapter import AdapterSettings, load_adapter
-from nerre.errors import DataError
+from nerre.errors import ConfigError, DataError
 from nerre.example import Entity, Example, Relation
-from nerre.generation import answer_budget, generate_greedy
+from nerre.prompt import prompt_ids
 
 log = logging.getLogger(__name__)
 _TAG_LINE = re.compile(r"^(O|[BIESLU]-\S+)$")
@@ -58,26 +58,33 @@ class Extractor:
         model: the base model with the adapter.
         tokenizer: its tokenizer.
         settings: the nerre settings saved with the adapter.
-        constrained: faithful decoding (the output can only copy the input and add configured tags);
-            False runs plain greedy generation whose defects are counted.
-        batch_size: texts per generation batch.
+        constrained: faithful decoding: the output can only copy the input and insert configured tags.
+            False: plain greedy generation, whose defects are counted. None: constrained for the tagged
+            formulation, free for json (which has no constrained decoder).
+        batch_size: texts decoded together.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, settings: AdapterSettings, constrained: bool = True,
+    def __init__(self, model: Any, tokenizer: Any, settings: AdapterSettings, constrained: bool | None = None,
                  batch_size: int = 8):
+        from nerre.decoding import DecodeOptions, FaithfulDecoder
+
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
         self.formulation, self.prompts = settings.build()
-        if constrained and self.formulation.name != "tagged":
-            raise ValueError(f"constrained decoding needs the tagged formulation, not {self.formulation.name!r}; "
-                             "pass constrained=False (--constrained false)")
-        self.constrained, self.batch_size = constrained, batch_size
-        self._chat = bool(getattr(tokenizer, "chat_template", None))
-        prompt_tokens = len(self._prompt_ids(""))
+        tagged = self.formulation.name == "tagged"
+        if constrained and not tagged:
+            raise ConfigError(f"constrained decoding needs the tagged formulation, not {self.formulation.name!r}; "
+                              "use constrained=False (--constrained false)")
+        self.constrained = tagged if constrained is None else constrained
+        self.batch_size = batch_size
+        self.decoder = FaithfulDecoder(model, tokenizer, self.prompts, self.formulation,
+                                       DecodeOptions(constrained=self.constrained, batch_size=batch_size,
+                                                     max_length=settings.max_length))
+        prompt_tokens = len(prompt_ids(tokenizer, self.prompts, ""))
         # the answer repeats the input with tags (and triples): keep inputs to a fraction of the window
         self.window = max(16, (settings.max_length - prompt_tokens) // 3)
 
     @classmethod
-    def load(cls, adapter: str | Path, base_model: str | None = None, constrained: bool = True,
+    def load(cls, adapter: str | Path, base_model: str | None = None, constrained: bool | None = None,
              batch_size: int = 8, dtype: torch.dtype = torch.float32) -> Extractor:
         """Load an adapter folder written by ``nerre fit`` (its ``adapter/``)."""
         model, tokenizer, settings = load_adapter(adapter, base_model=base_model, dtype=dtype)
@@ -97,21 +104,18 @@ class Extractor:
         expected = Counter(i for i, _ in windows)
         results: dict[int, list[tuple[Example, Counter, str]]] = {i: [] for i in range(len(examples))}
         bar = _progress(len(windows), progress)
-        done = 0
-        for start in range(0, len(windows), self.batch_size):
-            batch = windows[start : start + self.batch_size]
-            outputs = self.generate([piece.text for _, piece in batch])
+        done, chunk = 0, 8 * self.batch_size  # decoded together; predictions are yielded after each chunk
+        for start in range(0, len(windows) + 1, chunk):
+            batch = windows[start : start + chunk]
+            outputs = self.generate([piece for _, piece in batch]) if batch else []
             for (i, piece), output in zip(batch, outputs):
                 decoded = self.formulation.decode(piece.text, output)
                 results[i].append((decoded.as_example(piece), decoded.defects, output))
             bar.update(len(batch))
-            while done < len(examples) and len(results[done]) == expected[done]:
+            while done < len(examples) and (len(results[done]) == expected[done] or start + chunk > len(windows)):
                 yield _merge(examples[done], results.pop(done))
                 done += 1
         bar.close()
-        while done < len(examples):  # examples with no window (empty text)
-            yield _merge(examples[done], results.pop(done))
-            done += 1
 
     def split(self, example: Example) -> list[Example]:
         """The example as windows of at most ``self.window`` tokens, cut at sentence ends where possible.
@@ -122,7 +126,7 @@ class Extractor:
         if not text.strip():
             return []
         if len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) <= self.window:
-            return [Example(text, id=f"{example.id}@0")]
+            return [Example(text, tokens=example.tokens, id=f"{example.id}@0")]  # the corpus's own tokens
         pieces, start = [], 0
         bounds = [m.end() for m in _SENTENCE_END.finditer(text)] + [len(text)]
         for end in bounds:
@@ -152,27 +156,9 @@ class Extractor:
                 piece_start = w
         yield piece_start, end
 
-    def _prompt_ids(self, text: str) -> list[int]:
-        from nerre.models import format_prompt
-
-        rendered = format_prompt(self.tokenizer, self.prompts.prompt(text))
-        return self.tokenizer(rendered, add_special_tokens=not self._chat)["input_ids"]
-
-    def generate(self, texts: list[str]) -> list[str]:
-        """The raw answers for a batch of input texts."""
-        if self.constrained:
-            from nerre.decoding import constrained_answers
-
-            return constrained_answers(self.model, self.tokenizer, self.prompts, self.formulation, texts,
-                                       max_length=self.settings.max_length)
-        prompts = [self._prompt_ids(t) for t in texts]
-        width = max(len(p) for p in prompts)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-        longest = max(len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
-        budget = answer_budget(longest, bool(self.formulation.schema.relations))
-        return generate_greedy(self.model, self.tokenizer, ids, mask, budget)
+    def generate(self, windows: list[Example]) -> list[str]:
+        """The raw answers for a list of input windows."""
+        return self.decoder.decode(windows)
 
 
 def _merge(example: Example, parts: list[tuple[Example, Counter, str]]) -> Prediction:
@@ -236,7 +222,7 @@ def predict(
     input: str,
     output: str,
     format: str | None = None,
-    constrained: bool = True,
+    constrained: bool | None = None,
     batch_size: int = 8,
     evaluate: bool = False,
     spacy: str | None = None,
@@ -252,7 +238,7 @@ def predict(
         output: prediction JSONL to write (the format ``nerre evaluate`` reads).
         format: input format: text, conll, spert, jsonl or hf; detected when omitted.
         constrained: faithful decoding (copy the input, insert only configured tags); false: plain greedy
-            generation, whose defects are counted.
+            generation, whose defects are counted; default: constrained for the tagged formulation.
         batch_size: texts per generation batch.
         evaluate: score the predictions against the annotations of the input.
         spacy: also write the predictions as a spaCy DocBin (.spacy).
@@ -279,7 +265,7 @@ def predict(
         "entities": sum(len(p.example.entities) for p in predictions),
         "relations": sum(len(p.example.relations) for p in predictions),
         "defects": dict(defects),
-        "constrained": constrained,
+        "constrained": extractor.constrained,
         "seconds": round(seconds, 2),
         "sentences_per_s": round(len(predictions) / seconds, 3) if seconds else None,
         "output": str(out_path),

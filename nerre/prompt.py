@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from nerre.example import Example
 from nerre.formulation import Formulation
@@ -56,6 +57,15 @@ class PromptBuilder:
     def prompt(self, text: str) -> str:
         """The prompt for one input text; the answer follows it directly."""
         return f"{self._header}\nText: {text}\nAnswer:\n"
+
+
+def prompt_ids(tokenizer: Any, prompts: PromptBuilder, text: str) -> list[int]:
+    """Token ids of the prompt for ``text``, as training and decoding both tokenize it: rendered with the
+    chat template when the tokenizer has one (which then supplies the bos token), else plain text."""
+    from nerre.models import format_prompt
+
+    chat = bool(getattr(tokenizer, "chat_template", None))
+    return tokenizer(format_prompt(tokenizer, prompts.prompt(text)), add_special_tokens=not chat)["input_ids"]
 
 
 def _item(name: str, description: str) -> str:

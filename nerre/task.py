@@ -12,7 +12,7 @@ import torch
 from lightning import LightningModule
 
 from nerre.adapter import AdapterSettings, save_adapter
-from nerre.generation import answer_budget, generate_greedy
+from nerre.errors import ConfigError
 from nerre.metrics import evaluate
 from nerre.models import DEFAULT_MODEL, answer_loss, load_model, resolve_model
 
@@ -32,6 +32,8 @@ class BaseTask(LightningModule):
         weight_decay: AdamW weight decay.
         warmup: warm-up length, as a fraction of the training steps (< 1) or a number of steps.
         max_new_tokens: cap on generated tokens per answer in validation and test (None: from the input length).
+        constrained: faithful constrained decoding in validation and test; None: constrained for the
+            tagged formulation, free greedy generation for json (which has no constrained decoder).
     """
 
     def __init__(
@@ -41,6 +43,7 @@ class BaseTask(LightningModule):
         weight_decay: float = 0.0,
         warmup: float = 0.05,
         max_new_tokens: int | None = None,
+        constrained: bool | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -49,6 +52,7 @@ class BaseTask(LightningModule):
         self.strict_loading = False  # checkpoints hold only the trained weights
         self._outputs: dict[str, list[tuple[int, str]]] = {}
         self._step_start = 0.0
+        self._decoder: Any = None
 
     # -- model -----------------------------------------------------------------------------------
     def adapt(self, base: Any) -> Any:
@@ -102,22 +106,42 @@ class BaseTask(LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trained}
 
     # -- generation and scoring ----------------------------------------------------------------------
-    def _generate(self, batch: dict[str, torch.Tensor], split: str) -> None:
-        data = self.data
-        examples = data.examples[split]
-        indices = batch["index"].tolist()
-        if self.hparams.max_new_tokens:
-            budget = self.hparams.max_new_tokens
-        else:
-            longest = max(len(data.tokenizer(examples[i].text, add_special_tokens=False)["input_ids"]) for i in indices)
-            budget = answer_budget(longest, bool(data.schema.relations))
-        texts = generate_greedy(self.model, data.tokenizer, batch["input_ids"], batch["attention_mask"], budget)
-        self._outputs.setdefault(split, []).extend(zip(indices, texts))
+    def setup(self, stage: str) -> None:
+        self._constrained()  # a setting that cannot work fails before training
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def _constrained(self) -> bool:
+        formulation = self.data.formulation.name
+        if self.hparams.constrained is None:
+            return formulation == "tagged"
+        if self.hparams.constrained and formulation != "tagged":
+            raise ConfigError(f"constrained decoding needs the tagged formulation, not {formulation!r}; "
+                              "set model.init_args.constrained to false or null")
+        return self.hparams.constrained
+
+    def _start_decoding(self) -> None:
+        """A fresh decoder for this evaluation: the weights changed since the last one."""
+        from nerre.decoding import DecodeOptions, FaithfulDecoder
+
+        data = self.data
+        options = DecodeOptions(constrained=self._constrained(), batch_size=data.eval_batch_size,
+                                max_new_tokens=self.hparams.max_new_tokens, max_length=data.max_length)
+        self._decoder = FaithfulDecoder(self.model, data.tokenizer, data.prompts, data.formulation, options)
+
+    def _generate(self, batch: torch.Tensor, split: str) -> None:
+        indices = batch.tolist()
+        examples = [self.data.examples[split][i] for i in indices]
+        self._outputs.setdefault(split, []).extend(zip(indices, self._decoder.decode(examples)))
+
+    def on_validation_epoch_start(self) -> None:
+        self._start_decoding()
+
+    def on_test_epoch_start(self) -> None:
+        self._start_decoding()
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         self._generate(batch, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         self._generate(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
@@ -165,6 +189,8 @@ class LoraTask(BaseTask):
         weight_decay: AdamW weight decay.
         warmup: warm-up length, as a fraction of the training steps (< 1) or a number of steps.
         max_new_tokens: cap on generated tokens per answer in validation and test (None: from the input length).
+        constrained: faithful constrained decoding in validation and test; None: constrained for the
+            tagged formulation, free greedy generation for json (which has no constrained decoder).
         lora_r: LoRA rank.
         lora_alpha: LoRA scaling numerator (the update is scaled by alpha / r).
         lora_dropout: dropout on the LoRA branch.
@@ -178,12 +204,13 @@ class LoraTask(BaseTask):
         weight_decay: float = 0.0,
         warmup: float = 0.05,
         max_new_tokens: int | None = None,
+        constrained: bool | None = None,
         lora_r: int = 16,
         lora_alpha: int = 32,
         lora_dropout: float = 0.05,
         target_modules: str | list[str] = "all-linear",
     ):
-        super().__init__(model, lr, weight_decay, warmup, max_new_tokens)
+        super().__init__(model, lr, weight_decay, warmup, max_new_tokens, constrained)
         self.save_hyperparameters()
 
     def adapt(self, base: Any) -> Any:

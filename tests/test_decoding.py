@@ -235,6 +235,34 @@ def test_speculation_gives_the_same_tokens_as_step_by_step_decoding(tokenizer_ki
     assert runs[speculate][2].accepted_tokens > 0
 
 
+def test_packed_forward_pass_matches_the_model():
+    model, tokenizer, formulation, prompts = setup(SCHEMAS["relations"], "byte_level")
+    runner = FaithfulDecoder(model, tokenizer, prompts, formulation)
+    assert runner._packing_works()  # sliding window 16 < the 40 tokens below: the window is applied too
+    ids = tokenizer(" ".join(TRICKY), add_special_tokens=False)["input_ids"][:40]
+    body = runner.body
+    full = body(input_ids=torch.tensor([ids]), use_cache=False).last_hidden_state[0]
+    from nerre.decoding import _RowCache
+
+    caches = [_RowCache([], []), _RowCache([], [])]
+    got = runner._packed_forward(caches, [(0, 25), (25, 31)], ids[:25] + ids[:6], list(range(25)) + list(range(6)))
+    assert torch.allclose(got[:25], full[:25], atol=1e-4) and torch.allclose(got[25:], full[:6], atol=1e-4)
+    more = runner._packed_forward(caches, [(0, 15), (15, 16)], ids[25:40] + ids[6:7], list(range(25, 40)) + [6])
+    assert torch.allclose(more[:15], full[25:40], atol=1e-4) and torch.allclose(more[15:], full[6:7], atol=1e-4)
+
+
+@pytest.mark.parametrize("tokenizer_kind", ["byte_level", "sentencepiece"])
+def test_decoding_several_inputs_together_changes_nothing(tokenizer_kind):
+    model, tokenizer, formulation, prompts = setup(SCHEMAS["relations"], tokenizer_kind, seed=4)
+    runs = []
+    for batch_size, speculate in ((1, 0), (3, 8), (8, 32)):
+        runner = FaithfulDecoder(model, tokenizer, prompts, formulation,
+                                 DecodeOptions(batch_size=batch_size, speculate=speculate, max_new_tokens=100))
+        runner.decode(TRICKY)
+        runs.append(runner.token_ids)
+    assert runs[0] == runs[1] == runs[2]
+
+
 def test_shared_prompt_cache_changes_nothing():
     model, tokenizer, formulation, prompts = setup(SCHEMAS["relations"], "byte_level", seed=2)
     options = DecodeOptions(max_new_tokens=60)
@@ -321,3 +349,15 @@ def test_trained_model_unconstrained_matches_too(trained):
     predictions, defects = parse_answers(formulation, examples, answers)
     assert not defects
     assert all(p.same_annotations(g) for p, g in zip(predictions, examples))
+
+
+def test_the_extractor_of_nerre_predict_decodes_faithfully(trained):
+    from nerre.adapter import AdapterSettings
+    from nerre.predict import Extractor
+
+    model, tokenizer, formulation, _, examples = trained
+    settings = AdapterSettings(base_model="tiny", formulation="tagged", schema=SCHEMA, max_length=512)
+    extractor = Extractor(model, tokenizer, settings, constrained=True, batch_size=3)
+    predictions = extractor([ex.text for ex in examples])
+    assert [p.outputs[0] for p in predictions[:3]] == [formulation.encode(ex) for ex in examples[:3]]
+    assert all(p.example.same_annotations(g) and not p.defects for p, g in zip(predictions, examples))

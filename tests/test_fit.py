@@ -13,12 +13,11 @@ from conftest import TINY_CONFIG as CONFIG
 from conftest import TINY_DATA as DATA
 from conftest import fit_args, tiny_schema
 
-from nerre.adapter import load_adapter
 from nerre.cli import run
 from nerre.datamodule import IGNORE, ExtractionData
-from nerre.generation import generate_greedy
 from nerre.loaders import read_jsonl
 from nerre.metrics import score_entities
+from nerre.predict import Extractor
 
 
 @pytest.fixture
@@ -48,14 +47,9 @@ def test_tiny_model_learns_the_examples_through_the_fit_path(model_dir, tiny_run
     assert settings["base_model"] == str(model_dir) and settings["formulation"] == "tagged"
 
     # the adapter reloads on its own and extracts the same entities
-    model, tokenizer, loaded = load_adapter(run_dir / "adapter")
-    formulation, prompts = loaded.build()
+    extractor = Extractor.load(run_dir / "adapter")
     gold = read_jsonl(DATA / "tiny.jsonl")
-    predictions = []
-    for ex in gold:
-        ids = tokenizer(prompts.prompt(ex.text), return_tensors="pt")
-        (out,) = generate_greedy(model, tokenizer, ids["input_ids"], ids["attention_mask"], 96)
-        predictions.append(formulation.decode(ex.text, out).as_example(ex))
+    predictions = [p.example for p in extractor.predict(gold)]
     assert score_entities(gold, predictions).micro.f1 == 1.0
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
+from tiny import CHAT_TEMPLATE, tiny_checkpoint, tiny_model, tiny_tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from nerre import models
 from nerre.models import DEFAULT_MODEL, answer_loss, format_prompt, load_model, load_tokenizer, resolve_model
-from tests.tiny import CHAT_TEMPLATE, tiny_checkpoint, tiny_model, tiny_tokenizer
 
 ODD_TEXTS = [
     "<person>John</person> | works_for / Acme # 1\n\n  two  spaces\ttab",
@@ -147,8 +147,13 @@ def test_answer_loss_refuses_prompt_learning_adapters(tokenizer):
 def test_answer_loss_on_llama_without_softcapping():
     tok = tiny_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(0)
     model = lora(LlamaForCausalLM(config).eval())

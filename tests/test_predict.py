@@ -106,17 +106,21 @@ def test_nothing_written_is_lost_when_prediction_fails(tiny_adapter, tmp_path, m
     calls = {"n": 0}
     original = Extractor.generate
 
-    def failing(self, texts):
+    def failing(self, windows):
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("out of memory")
-        return original(self, texts)
+        return original(self, windows)
 
     monkeypatch.setattr(Extractor, "generate", failing)
+    raw = tmp_path / "raw.txt"
+    raw.write_text("John Smith works for Acme .\n" * 12)
     out = tmp_path / "pred.jsonl"
     with pytest.raises(RuntimeError, match="out of memory"):
-        predict(adapter=str(tiny_adapter), input=str(GOLD), output=str(out), constrained=False, batch_size=2)
-    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["tiny-0", "tiny-1"]
+        predict(adapter=str(tiny_adapter), input=str(raw), output=str(out), batch_size=1)  # chunks of 8 lines
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in records] == [f"raw.txt:{n}" for n in range(1, 9)]
+    assert all(len(r["entities"]) == 2 for r in records)
 
 
 def test_bad_adapter_and_input_errors(tiny_adapter, tiny_model_dir, tmp_path):
