@@ -225,3 +225,23 @@ def evaluate(gold: Sequence[Example], pred: Sequence[Example], symmetric: Collec
         "entities": _entity_scores(pairs).to_dict(),
         "relations": {mode: _relation_scores(pairs, mode, symmetric).to_dict() for mode in RELATION_MODES},
     }
+
+
+def recall_by_novelty(gold: Sequence[Example], pred: Sequence[Example], train: Iterable[Example]) -> dict[str, Any]:
+    """Entity recall split by whether the gold mention's text occurs as an entity in ``train`` (seen) or not.
+
+    Generative extractors are suspected of memorising surface forms; this shows how much of the
+    recall holds on mentions never seen in training. Matching is span-exact, as in :func:`score_entities`.
+    """
+    seen_texts = {ex.span_text(e) for ex in train for e in ex.entities}
+    counts = {"seen": [0, 0], "unseen": [0, 0]}  # [found, gold]
+    for g, p in pair_examples(gold, pred):
+        predicted = set(p.entities)
+        for e in set(g.entities):
+            group = counts["seen" if g.span_text(e) in seen_texts else "unseen"]
+            group[1] += 1
+            group[0] += e in predicted
+    return {
+        name: {"recall": found / total if total else 0.0, "gold": total, "found": found}
+        for name, (found, total) in counts.items()
+    }

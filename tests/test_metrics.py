@@ -396,3 +396,15 @@ def test_pair_examples_id_mismatch():
         pair_examples(gold, [Example("a", id="1"), Example("b", id="3")])
     with pytest.raises(ValueError, match=r"example 1 has gold id '2' but prediction id '3'"):
         pair_examples(gold, [Example("a"), Example("b", id="3")])
+
+
+def test_recall_by_novelty_splits_seen_and_unseen_mentions():
+    from nerre.metrics import recall_by_novelty
+
+    train = [Example("Paris is big", [Entity(0, 5, "LOC")])]
+    gold = [Example("Paris and Lyon", [Entity(0, 5, "LOC"), Entity(10, 14, "LOC")]),
+            Example("Lyon again", [Entity(0, 4, "LOC")])]
+    pred = [Example("Paris and Lyon", [Entity(0, 5, "LOC")]), Example("Lyon again", [Entity(0, 4, "LOC")])]
+    result = recall_by_novelty(gold, pred, train)
+    assert result["seen"] == {"recall": 1.0, "gold": 1, "found": 1}
+    assert result["unseen"] == {"recall": 0.5, "gold": 2, "found": 1}
