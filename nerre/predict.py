@@ -17,7 +17,7 @@ import torch
 
 from nerre.adapter import AdapterSettings, load_adapter
 from nerre.errors import ConfigError, DataError
-from nerre.example import Entity, Example, Relation
+from nerre.example import Entity, Example, Relation, Token
 from nerre.prompt import prompt_ids
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,8 @@ class Extractor:
     def split(self, example: Example) -> list[Example]:
         """The example as windows of at most ``self.window`` tokens, cut at sentence ends where possible.
 
-        Each window's ``id`` carries its character offset in the original text, as ``"id@offset"``.
+        Each window's ``id`` carries its character offset in the original text, as ``"id@offset"``; windows
+        keep the example's own tokens, so tags (and spaCy spans) fall on the same token boundaries.
         """
         text = example.text
         if not text.strip():
@@ -136,7 +137,9 @@ class Extractor:
                 piece = text[s:e]
                 if piece.strip():  # windows carry no surrounding whitespace; offsets account for it
                     s += len(piece) - len(piece.lstrip())
-                    pieces.append(Example(piece.strip(), id=f"{example.id}@{s}"))
+                    e = s + len(piece.strip())
+                    tokens = [Token(t.start - s, t.end - s) for t in example.tokens or [] if s <= t.start and t.end <= e]
+                    pieces.append(Example(piece.strip(), tokens=tokens or None, id=f"{example.id}@{s}"))
             start = end
         return pieces
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import TINY_DATA
 
 from nerre.cli import run
-from nerre.example import Entity
+from nerre.example import Entity, Example
 from nerre.loaders import read_jsonl
 from nerre.predict import Extractor, predict, read_inputs
 
@@ -91,14 +91,21 @@ def test_long_inputs_are_split_and_merged_with_correct_offsets(extractor):
     finally:
         extractor.window = window
     assert len(pieces) == 2 and pieces[1].id.endswith("@28")
+    corpus = Example.from_tokens(["U.S.", "troops", "left", "."] * 20)  # windows keep the corpus tokens
+    extractor.window = 20
+    try:
+        windows = extractor.split(corpus)
+    finally:
+        extractor.window = window
+    assert len(windows) > 1
+    for w in windows:
+        assert [w.text[t.start:t.end] for t in w.tokens] == w.text.split(" ")
     assert [(text[e.start:e.end], e.label) for e in prediction.example.entities] == [
         ("John Smith", "PER"), ("Acme", "ORG"), ("Mary Jones", "PER"), ("Paris", "LOC")]
     assert len(prediction.outputs) == 2
 
 
-def extractor_example(text: str):
-    from nerre.example import Example
-
+def extractor_example(text: str) -> Example:
     return Example(text, id="doc")
 
 
