@@ -3,7 +3,13 @@
 Each variant (loss x precision) runs in a fresh subprocess, so its peak RSS
 (``ru_maxrss``, model load included) is its own. A step is forward + backward + AdamW on a
 batch of ``--batch-size`` rows of ``--prompt-len`` prompt tokens followed by ``--answer-len``
-answer tokens (random ids, no padding); tokens/s counts all tokens of the batch.
+answer tokens (random ids, no padding); the first ``--shared-len`` prompt tokens are the same in
+every row, as nerre's prompts open with the same instruction and label list. tokens/s counts all
+tokens of the batch. Losses:
+
+- ``answer``: nerre's ``answer_loss`` (LM head on answer positions only, shared prefix run once);
+- ``answer-noshare``: the same on a batch whose rows share nothing (the LM-head saving alone);
+- ``full``: ``model(**batch).loss``, full-vocabulary logits at every position.
 
     python benchmarks/train_step.py                    # default model, all four variants
     python benchmarks/train_step.py --steps 5 --precision bf16
@@ -31,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nerre.models import DEFAULT_MODEL, answer_loss, cpu_has_native_bf16, load_model, resolve_model
 
-LOSSES = ("answer", "full")
+LOSSES = ("answer", "answer-noshare", "full")
 PRECISIONS = ("fp32", "bf16")
 RESULT_PREFIX = "RESULT "
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -43,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--prompt-len", type=int, default=120, help="prompt tokens per row (no loss)")
     parser.add_argument("--answer-len", type=int, default=50, help="answer tokens per row (loss)")
+    parser.add_argument("--shared-len", type=int, default=100, help="leading prompt tokens common to all rows")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before the timed ones")
     parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
@@ -58,11 +65,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ------------------------------------------------------------------ one variant (child process)
 
 
-def make_batch(vocab_size: int, args: argparse.Namespace) -> dict[str, torch.Tensor]:
-    """Random token ids; labels are -100 on the prompt part."""
+def make_batch(vocab_size: int, args: argparse.Namespace, shared_len: int) -> dict[str, torch.Tensor]:
+    """Random token ids, the first ``shared_len`` the same in every row; labels are -100 on the prompt part."""
     generator = torch.Generator().manual_seed(0)
     shape = (args.batch_size, args.prompt_len + args.answer_len)
     input_ids = torch.randint(4, vocab_size, shape, generator=generator)
+    input_ids[:, :shared_len] = input_ids[0, :shared_len]
     labels = input_ids.clone()
     labels[:, : args.prompt_len] = -100
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
@@ -81,7 +89,7 @@ def lora_model(model_path: str, args: argparse.Namespace) -> torch.nn.Module:
 def train_step(model, optimizer, batch, loss_kind: str, precision: str) -> float:
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     with autocast:
-        loss = answer_loss(model, **batch) if loss_kind == "answer" else model(**batch).loss
+        loss = model(**batch).loss if loss_kind == "full" else answer_loss(model, **batch)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -92,7 +100,7 @@ def run_variant(args: argparse.Namespace) -> dict[str, Any]:
     loss_kind, precision = args.variant.split(":")
     torch.manual_seed(0)
     model = lora_model(args.model, args)
-    batch = make_batch(model.config.vocab_size, args)
+    batch = make_batch(model.config.vocab_size, args, 0 if loss_kind == "answer-noshare" else args.shared_len)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     losses, times = [], []
     for step in range(args.warmup + args.steps):
@@ -116,7 +124,7 @@ def run_variant(args: argparse.Namespace) -> dict[str, Any]:
 
 def spawn_variant(variant: str, model_path: str, args: argparse.Namespace) -> dict[str, Any]:
     """Run one variant in a fresh interpreter and parse its result line."""
-    options = ("batch_size", "prompt_len", "answer_len", "steps", "warmup", "lora_r", "lora_dropout")
+    options = ("batch_size", "prompt_len", "answer_len", "shared_len", "steps", "warmup", "lora_r", "lora_dropout")
     command = [sys.executable, __file__, "--model", model_path, "--variant", variant]
     for name in options:
         command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
@@ -138,7 +146,8 @@ def add_speedups(results: list[dict[str, Any]]) -> None:
 def markdown_table(results: list[dict[str, Any]], config: dict[str, Any]) -> str:
     head = (
         f"Model `{config['model']}`, LoRA r={config['lora_r']} all-linear, batch {config['batch_size']} x "
-        f"({config['prompt_len']} prompt + {config['answer_len']} answer) tokens, "
+        f"({config['prompt_len']} prompt + {config['answer_len']} answer) tokens, the first {config['shared_len']} "
+        "common to all rows (except in `answer-noshare`), "
         f"{config['steps']} timed step(s) after {config['warmup']} warm-up, "
         f"{config['threads']} torch threads on {config['cpu_count']} CPUs (native bf16: {config['native_bf16']}), "
         f"torch {config['torch']}, transformers {config['transformers']}.\n\n"
@@ -153,7 +162,7 @@ def markdown_table(results: list[dict[str, Any]], config: dict[str, Any]) -> str
     notes = [
         (
             "\nTokens/s counts every token of the batch (prompt + answer); peak RSS is `ru_maxrss` of a fresh "
-            "process per variant, model load included; the same seed gives the same step-1 loss for both losses."
+            "process per variant, model load included; the same seed gives the same step-1 loss for `answer` and `full`."
         )
     ]
     if not config["native_bf16"] and any(r["precision"] == "bf16" for r in results):
@@ -184,6 +193,7 @@ def run_all(args: argparse.Namespace) -> None:
         "batch_size": args.batch_size,
         "prompt_len": args.prompt_len,
         "answer_len": args.answer_len,
+        "shared_len": args.shared_len,
         "steps": args.steps,
         "warmup": args.warmup,
         "lora_r": args.lora_r,

@@ -297,15 +297,45 @@ def answer_loss(
     Equals ``model(input_ids, attention_mask=..., labels=labels).loss`` but applies the LM head
     only at the positions whose next token is an answer token, so no prompt-position logits
     are ever materialised (about 2x faster training and 3 GB less memory on Gemma 3 270M with
-    its 262k vocabulary). Works on a plain causal LM and on a LoRA-wrapped one, and under the
-    caller's ``torch.autocast``. A batch with no answer token gives a zero loss that still
-    backpropagates (to nothing).
+    its 262k vocabulary). The tokens that open every row of the batch (the instruction and the
+    label list of the prompt) run through the model once, not once per row (:func:`shared_prefix`).
+    Works on a plain causal LM and on a LoRA-wrapped one, and under the caller's
+    ``torch.autocast``. A batch with no answer token gives a zero loss that still backpropagates
+    (to nothing).
     """
-    outputs = decoder(model)(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    hidden = outputs.last_hidden_state if hasattr(outputs, "last_hidden_state") else outputs[0]
+    hidden = _hidden_states(decoder(model), input_ids, attention_mask)
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
     if not bool(keep.any()):
         return hidden.sum() * 0.0
     logits = lm_head_logits(model, hidden[:, :-1][keep])
     return F.cross_entropy(logits.float(), targets[keep])
+
+
+MIN_SHARED_PREFIX = 8
+"""Shorter common prefixes are not worth a second forward call."""
+
+
+def shared_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> int:
+    """Length of the leading tokens that every row of a right-padded batch has in common (at least one
+    token of every row is left after it)."""
+    same = (input_ids == input_ids[:1]).all(dim=0) & attention_mask.bool().all(dim=0)
+    if bool(same.all()):
+        return max(0, input_ids.shape[1] - 1)
+    return int(same.int().argmin())
+
+
+def _hidden_states(body: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Last hidden states of ``body``; a prefix shared by all rows is computed once and its keys and
+    values repeated across the batch, which is exact (a causal LM's prefix does not see what follows)
+    and differentiable (the gradients of all rows flow back into the one prefix pass)."""
+    rows = input_ids.shape[0]
+    prefix = shared_prefix(input_ids, attention_mask) if rows > 1 else 0
+    if prefix < MIN_SHARED_PREFIX or getattr(body, "gradient_checkpointing", False):
+        outputs = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        return outputs.last_hidden_state if hasattr(outputs, "last_hidden_state") else outputs[0]
+    head = body(input_ids=input_ids[:1, :prefix], attention_mask=attention_mask[:1, :prefix], use_cache=True)
+    cache = head.past_key_values
+    cache.batch_repeat_interleave(rows)
+    rest = body(input_ids=input_ids[:, prefix:], attention_mask=attention_mask, past_key_values=cache, use_cache=True)
+    return torch.cat([head.last_hidden_state.expand(rows, -1, -1), rest.last_hidden_state], dim=1)

@@ -12,7 +12,15 @@ from tiny import CHAT_TEMPLATE, tiny_checkpoint, tiny_model, tiny_tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from nerre import models
-from nerre.models import DEFAULT_MODEL, answer_loss, format_prompt, load_model, load_tokenizer, resolve_model
+from nerre.models import (
+    DEFAULT_MODEL,
+    answer_loss,
+    format_prompt,
+    load_model,
+    load_tokenizer,
+    resolve_model,
+    shared_prefix,
+)
 
 ODD_TEXTS = [
     "<person>John</person> | works_for / Acme # 1\n\n  two  spaces\ttab",
@@ -263,3 +271,51 @@ def test_format_prompt_with_chat_template():
     tok = tiny_tokenizer()
     tok.chat_template = CHAT_TEMPLATE
     assert format_prompt(tok, "Find entities.") == "<bos><|user|>\nFind entities.<|end|>\n<|assistant|>\n"
+
+
+# ---------------------------------------------------------------- shared prompt prefix
+
+HEADER = "Tag every entity of the text. Entity types:\n- person: people\n- org: companies\nText: "
+HEADER_PAIRS = [(HEADER + p.removeprefix("Text: "), a) for p, a in PAIRS]
+
+
+def test_shared_prefix_length():
+    ids = torch.tensor([[5, 6, 7, 8, 0], [5, 6, 7, 9, 10], [5, 6, 7, 8, 11]])
+    mask = torch.tensor([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+    assert shared_prefix(ids, mask) == 3
+    assert shared_prefix(ids[:1, :4], mask[:1, :4]) == 3  # one token is always left for the rest
+    assert shared_prefix(torch.tensor([[1, 2], [3, 2]]), torch.ones(2, 2, dtype=torch.long)) == 0
+
+
+@pytest.mark.parametrize("loss_on", ["answer", "all"])
+@pytest.mark.parametrize("arch", ["gemma-sliding", "llama"])
+def test_answer_loss_computes_a_shared_prompt_prefix_once_exactly(tokenizer, arch, loss_on):
+    if arch == "llama":
+        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                             num_attention_heads=2, num_key_value_heads=1, pad_token_id=tokenizer.pad_token_id)
+        torch.manual_seed(0)
+        base = LlamaForCausalLM(config)
+    else:
+        base = tiny_model(tokenizer)  # sliding window 16 < the prefix: the cached window is exercised too
+    model = lora(base)
+    model.train()
+    batch = make_batch(tokenizer, HEADER_PAIRS)
+    if loss_on == "all":
+        batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    prefix = shared_prefix(batch["input_ids"], batch["attention_mask"])
+    assert prefix > 16
+
+    calls: list[tuple[int, int]] = []
+    hook = base.get_input_embeddings().register_forward_hook(lambda m, args, out: calls.append(tuple(args[0].shape)))
+    loss = answer_loss(model, **batch)
+    hook.remove()
+    assert calls == [(1, prefix), (3, batch["input_ids"].shape[1] - prefix)]
+    loss.backward()
+    ours = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    reference = full_loss(model, batch)
+    reference.backward()
+    torch.testing.assert_close(loss, reference, atol=1e-5, rtol=1e-5)
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            torch.testing.assert_close(ours[name], param.grad, atol=1e-5, rtol=1e-4)
