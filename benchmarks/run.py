@@ -97,6 +97,7 @@ def run_benchmark(config: Path, name: str, max_steps: int | None = None, max_tim
         args += ["--trainer.max_time", max_time]
     args += list(fit_overrides or [])
 
+    commit = git_commit()  # the code that runs is the code checked out now, not when the run ends
     started = time.perf_counter()
     cli = run(args)
     fit_seconds = time.perf_counter() - started
@@ -123,7 +124,7 @@ def run_benchmark(config: Path, name: str, max_steps: int | None = None, max_tim
         "train_examples": len(data.examples["train"]),
         "test_examples": len(test),
         "data": {str(path): sha256(path) for path in data.paths.values() if path.is_file()},
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "entities": scores["entities"],
         "relations": scores["relations"],
         "recall_seen_unseen": recall_by_novelty(test, main["predictions"], data.examples.get("train", [])),
