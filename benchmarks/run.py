@@ -179,8 +179,8 @@ def markdown(result: dict) -> str:
         f"| entity precision | {100 * e['precision']:.2f} |",
         f"| entity recall | {100 * e['recall']:.2f} |",
         f"| entity F1 | {100 * e['f1']:.2f} |",
-        f"| relation F1, strict | {100 * r['strict']['f1']:.2f} |",
-        f"| relation F1, boundaries | {100 * r['boundaries']['f1']:.2f} |",
+        *([f"| relation F1, strict | {100 * r['strict']['f1']:.2f} |",
+           f"| relation F1, boundaries | {100 * r['boundaries']['f1']:.2f} |"] if r["strict"]["gold"] else []),
         f"| recall on seen / unseen mentions | {100 * result['recall_seen_unseen']['seen']['recall']:.2f} / "
         f"{100 * result['recall_seen_unseen']['unseen']['recall']:.2f} |",
         f"| defects | {sum(result['defects'].values())} |",
