@@ -21,6 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
+from results_table import pct
 from run import RESULTS, run_benchmark
 
 VARIANTS: dict[str, list[str]] = {
@@ -71,7 +72,6 @@ def write_comparison(rows: dict[str, dict], results: Path) -> None:
                 "sentences_per_s": u["predict_sentences_per_s"],
             }
     (results / "comparison.json").write_text(json.dumps(table, indent=2) + "\n")
-    pct = lambda x: "" if x is None else f"{100 * x:.2f}"  # noqa: E731
     lines = ["| variant | entity F1 | relation F1 | recall seen | recall unseen | defects | hallucinated | sent/s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, t in table.items():

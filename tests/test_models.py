@@ -108,23 +108,37 @@ def test_answer_loss_applies_the_head_to_answer_positions_only(tokenizer):
     assert rows == [int((batch["labels"][:, 1:] != -100).sum())]
 
 
+def assert_same_loss_and_gradients(model, batch) -> dict[str, torch.Tensor]:
+    """Backpropagate ``answer_loss`` and then the plain loss; assert both losses and all gradients are equal.
+    Returns the gradients of ``answer_loss``."""
+    loss = answer_loss(model, **batch)
+    loss.backward()
+    ours = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    reference = full_loss(model, batch)
+    reference.backward()
+    torch.testing.assert_close(loss, reference, atol=1e-5, rtol=1e-5)
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            torch.testing.assert_close(ours[name], param.grad, atol=1e-5, rtol=1e-4)
+    return ours
+
+
+def tiny_llama(tokenizer) -> LlamaForCausalLM:
+    """A randomly initialised 2-layer Llama (no softcapping, no sliding window), seeded."""
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval()
+
+
 def test_answer_loss_with_lora_matches_loss_and_gradients(tokenizer):
-    batch = make_batch(tokenizer, PAIRS)
     peft_model = lora(tiny_model(tokenizer))
     peft_model.train()
-
-    loss = answer_loss(peft_model, **batch)
-    loss.backward()
-    ours = {n: p.grad.clone() for n, p in peft_model.named_parameters() if p.requires_grad}
-    peft_model.zero_grad(set_to_none=True)
-    reference = full_loss(peft_model, batch)
-    reference.backward()
-
-    torch.testing.assert_close(loss, reference, atol=1e-5, rtol=1e-5)
+    ours = assert_same_loss_and_gradients(peft_model, make_batch(tokenizer, PAIRS))
     assert ours and all("lora_" in name for name in ours)
     for name, param in peft_model.named_parameters():
         if param.requires_grad:
-            torch.testing.assert_close(ours[name], param.grad, atol=1e-5, rtol=1e-4)
             assert ours[name].abs().sum() > 0, name
         else:
             assert param.grad is None, name
@@ -154,17 +168,7 @@ def test_answer_loss_refuses_prompt_learning_adapters(tokenizer):
 
 def test_answer_loss_on_llama_without_softcapping():
     tok = tiny_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    model = lora(LlamaForCausalLM(config).eval())
+    model = lora(tiny_llama(tok))
     batch = make_batch(tok, PAIRS)
     torch.testing.assert_close(answer_loss(model, **batch), full_loss(model, batch), atol=1e-5, rtol=1e-5)
 
@@ -290,32 +294,19 @@ def test_shared_prefix_length():
 @pytest.mark.parametrize("loss_on", ["answer", "all"])
 @pytest.mark.parametrize("arch", ["gemma-sliding", "llama"])
 def test_answer_loss_computes_a_shared_prompt_prefix_once_exactly(tokenizer, arch, loss_on):
-    if arch == "llama":
-        config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=2, num_key_value_heads=1, pad_token_id=tokenizer.pad_token_id)
-        torch.manual_seed(0)
-        base = LlamaForCausalLM(config)
-    else:
-        base = tiny_model(tokenizer)  # sliding window 16 < the prefix: the cached window is exercised too
+    # the Gemma model's sliding window (16) is shorter than the prefix: the cached window is exercised too
+    base = tiny_llama(tokenizer) if arch == "llama" else tiny_model(tokenizer)
     model = lora(base)
     model.train()
     batch = make_batch(tokenizer, HEADER_PAIRS)
     if loss_on == "all":
         batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
-    prefix = shared_prefix(batch["input_ids"], batch["attention_mask"])
+    prefix, width = shared_prefix(batch["input_ids"], batch["attention_mask"]), batch["input_ids"].shape[1]
     assert prefix > 16
 
     calls: list[tuple[int, int]] = []
     hook = base.get_input_embeddings().register_forward_hook(lambda m, args, out: calls.append(tuple(args[0].shape)))
-    loss = answer_loss(model, **batch)
+    assert_same_loss_and_gradients(model, batch)
     hook.remove()
-    assert calls == [(1, prefix), (3, batch["input_ids"].shape[1] - prefix)]
-    loss.backward()
-    ours = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-    model.zero_grad(set_to_none=True)
-    reference = full_loss(model, batch)
-    reference.backward()
-    torch.testing.assert_close(loss, reference, atol=1e-5, rtol=1e-5)
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            torch.testing.assert_close(ours[name], param.grad, atol=1e-5, rtol=1e-4)
+    # answer_loss runs the prefix once, then the rest of every row; last, the plain reference forward
+    assert calls == [(1, prefix), (3, width - prefix), (3, width)]
