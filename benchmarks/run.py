@@ -114,8 +114,9 @@ def run_benchmark(config: Path, name: str, max_steps: int | None = None, max_tim
     lora = json.loads((adapter / "adapter_config.json").read_text())
     result: dict[str, Any] = {
         "name": name,
-        "command": " ".join([sys.executable.rsplit("/", 1)[-1], "benchmarks/run.py", *sys.argv[1:]]),
+        "command": " ".join(["python", *sys.argv]),  # run.py, or ablations.py for a variant
         "config": str(config),
+        "overrides": list(fit_overrides or []),
         "model": settings["base_model"],
         "formulation": settings["formulation"],
         "adapter": {k: lora.get(k) for k in ("r", "lora_alpha", "lora_dropout", "target_modules")},
