@@ -120,6 +120,11 @@ def default_precision() -> str:
     return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
 
 
+def _data_seed(seed: bool | int) -> int:
+    """The data seed linked to ``seed_everything`` (42 when that is not a number)."""
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else 42
+
+
 def run_training(args: Sequence[str]) -> Any:
     """``nerre fit|validate|test``: a LightningCLI over :class:`~nerre.task.BaseTask` subclasses."""
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -132,6 +137,8 @@ def run_training(args: Sequence[str]) -> Any:
     class NerreCLI(LightningCLI):
         def add_arguments_to_parser(self, parser: Any) -> None:
             parser.link_arguments("model.init_args.model", "data.model")
+            # one seed for the whole run: weights, dropout, data order, the training subset, few-shot turns
+            parser.link_arguments("seed_everything", "data.seed", compute_fn=_data_seed)
             parser.add_lightning_class_args(SaveBestAdapter, "adapter")
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
             parser.set_defaults({"checkpoint.monitor": "val/f1", "checkpoint.mode": "max", "checkpoint.save_last": True})

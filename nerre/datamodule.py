@@ -52,7 +52,8 @@ class ExtractionData(LightningDataModule):
         batch_size: training batch size.
         eval_batch_size: examples per validation and test step (decoded together).
         num_workers: DataLoader workers.
-        seed: seed for the training subset and the few-shot examples.
+        seed: seed for the training subset, the few-shot examples and the batch order (``nerre fit`` sets
+            it to ``seed_everything``).
         cache_dir: where tokenized datasets are cached; default ``~/.cache/nerre/datasets``.
     """
 

@@ -145,3 +145,29 @@ def test_test_command_scores_a_checkpoint(model_dir, tiny_run, tmp_path):
                "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"), "--ckpt_path", str(checkpoint)])
     assert cli.trainer.callback_metrics["test/entity_f1"] == 1.0
     assert cli.trainer.callback_metrics["test/relation_f1"] == 1.0
+
+
+
+def _run_fingerprint(root: Path) -> tuple[list[tuple[str, str]], list[str], dict[str, torch.Tensor]]:
+    from safetensors.torch import load_file
+
+    (adapter,) = root.glob("runs/**/adapter/adapter_model.safetensors")
+    rows = metrics(root)
+    losses = [(r["step"], r["train/loss"]) for r in rows if r.get("train/loss")]
+    scores = [r["val/f1"] for r in rows if r.get("val/f1")]
+    return losses, scores, load_file(adapter)
+
+
+def test_same_seed_gives_the_same_run(model_dir, tmp_path):
+    """Data order, LoRA initialisation and dropout all follow the seed: losses, scores and weights repeat."""
+    extra = ("--trainer.max_steps", "8", "--trainer.check_val_every_n_epoch", "4", "--trainer.log_every_n_steps", "1",
+             "--model.init_args.lora_dropout", "0.1")
+    runs = {}
+    for name, seed in [("a", "0"), ("b", "0"), ("c", "1")]:
+        run(fit_args(model_dir, tmp_path / name, *extra, "--seed_everything", seed))
+        runs[name] = _run_fingerprint(tmp_path / name)
+    (losses_a, scores_a, weights_a), (losses_b, scores_b, weights_b), (losses_c, _, weights_c) = runs.values()
+    assert len(losses_a) == 8 and len(scores_a) == 2
+    assert losses_a == losses_b and scores_a == scores_b
+    assert weights_a.keys() == weights_b.keys() and all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+    assert losses_c != losses_a and any(not torch.equal(weights_a[k], weights_c[k]) for k in weights_a)
