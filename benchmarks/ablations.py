@@ -120,7 +120,7 @@ def write_comparison(results: Path) -> None:
     axis.set_xticks(list(x), names, rotation=15)
     axis.set_ylabel("test score (%)")
     axis.set_ylim(0, 100)
-    axis.legend(loc="lower right")
+    axis.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(results / "comparison.png", dpi=120)
     plt.close(fig)

@@ -3,8 +3,9 @@
     python benchmarks/results_table.py           # rewrite the table in README.md
     python benchmarks/results_table.py --check   # exit 1 if README.md's table differs from the files
 
-The table sits between ``<!-- results:start -->`` and ``<!-- results:end -->`` in README.md; a test
-checks that it matches the committed result files.
+The runs' table sits between ``<!-- results:start -->`` and ``<!-- results:end -->`` in README.md, the
+ablations' comparison (``benchmarks/results/ablations/``) between ``<!-- ablations:start -->`` and
+``<!-- ablations:end -->``; a test checks that both match the committed result files.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+ABLATIONS_START, ABLATIONS_END = "<!-- ablations:start -->", "<!-- ablations:end -->"
 
 ANCHORS = """\
 Published figures on the same test sets (micro F1, offsets matched; relation F1 strict):
@@ -61,13 +63,32 @@ def table(results: Path = RESULTS) -> str:
         "\n".join(commands) + "\n\n" + ANCHORS
 
 
+def ablations(results: Path) -> str:
+    """The ablations' comparison under ``results`` as Markdown, with the command that produced it."""
+    from ablations import comparison, markdown
+
+    table = comparison(results)
+    if not table:
+        return "No ablation results yet: run `python benchmarks/ablations.py`.\n"
+    first = next(iter(table.values()))
+    return (f"{first['train_examples']} training sentences, {first['steps']} steps, {first['test_examples']} test "
+            f"sentences, seed {first['seed']}, commit {first['git_commit'][:7]}:\n`{first['command']}`\n\n"
+            f"{markdown(table)}\n![entity F1 and recall on unseen mentions per variant]"
+            f"(benchmarks/results/ablations/comparison.png)\n")
+
+
+def _replace(readme: str, start: str, end: str, body: str) -> str:
+    if start not in readme or end not in readme:
+        raise ValueError(f"README.md has no {start} ... {end} markers")
+    head, rest = readme.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}{end}{tail}"
+
+
 def render(readme: str, results: Path = RESULTS) -> str:
-    """``readme`` with the text between the markers replaced by :func:`table`."""
-    if START not in readme or END not in readme:
-        raise ValueError(f"README.md has no {START} ... {END} markers")
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{table(results)}{END}{tail}"
+    """``readme`` with the runs' table and the ablations' comparison rebuilt from ``results``."""
+    readme = _replace(readme, START, END, table(results))
+    return _replace(readme, ABLATIONS_START, ABLATIONS_END, ablations(results / "ablations"))
 
 
 def main() -> None:

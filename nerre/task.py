@@ -152,7 +152,7 @@ class BaseTask(LightningModule):
 
     def _log_scores(self, split: str) -> None:
         data = self.data
-        outputs = sorted(self._outputs.pop(split, []))
+        outputs = gather_outputs(self._outputs.pop(split, []))
         if not outputs:
             return
         gold, predictions, defects = [], [], Counter()
@@ -175,8 +175,21 @@ class BaseTask(LightningModule):
         if data.schema.relations:
             metrics[f"{split}/relation_f1"] = relation_f1
             metrics[f"{split}/relation_f1_boundaries"] = scores["relations"]["boundaries"]["f1"]
-        self.log_dict(metrics, prog_bar=False, sync_dist=True, batch_size=len(outputs))
+        self.log_dict(metrics, prog_bar=False, sync_dist=True, batch_size=len(outputs))  # equal on every rank
         self.last_scores = {"split": split, "scores": scores, "defects": dict(defects), "examples": len(outputs)}
+
+
+def gather_outputs(outputs: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Every rank's (example index, generated text) pairs, sorted by index, each example once.
+
+    Under DDP each rank decodes a share of the split; scores must be computed over the whole split,
+    not averaged over ranks. The distributed sampler repeats a few examples to even out the shares.
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        parts: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, outputs)
+        outputs = [pair for part in parts for pair in part]
+    return sorted(dict(outputs).items())
 
 
 class LoraTask(BaseTask):

@@ -171,3 +171,20 @@ def test_same_seed_gives_the_same_run(model_dir, tmp_path):
     assert losses_a == losses_b and scores_a == scores_b
     assert weights_a.keys() == weights_b.keys() and all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
     assert losses_c != losses_a and any(not torch.equal(weights_a[k], weights_c[k]) for k in weights_a)
+
+
+def _gather_on_rank(rank: int, init_file: str, out_dir: str) -> None:
+    from nerre.task import gather_outputs
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    shares = {0: [(0, "a"), (2, "c"), (4, "e")], 1: [(1, "b"), (3, "d"), (0, "a")]}  # 0 repeated to even out
+    result = gather_outputs(shares[rank])
+    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+    torch.distributed.destroy_process_group()
+
+
+def test_validation_outputs_are_gathered_from_every_rank(tmp_path):
+    """Under DDP, validation scores the whole split: every rank sees all outputs, each example once."""
+    torch.multiprocessing.spawn(_gather_on_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
+    expected = [[0, "a"], [1, "b"], [2, "c"], [3, "d"], [4, "e"]]
+    assert [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)] == [expected, expected]

@@ -25,8 +25,31 @@ def test_results_table_changes_with_the_files(tmp_path):
     result = json.loads(source.read_text())
     result["entities"]["f1"] = 0.12345
     (tmp_path / "run-a" / "result.json").write_text(json.dumps(result))
-    rendered = results_table.render(f"x\n{results_table.START}\nold\n{results_table.END}\ny\n", tmp_path)
-    assert "/ 12.35 |" in rendered and "old" not in rendered and rendered.endswith(f"{results_table.END}\ny\n")
+    rendered = results_table.render(README_TEMPLATE, tmp_path)
+    assert "/ 12.35 |" in rendered and "old" not in rendered and rendered.endswith(f"{results_table.ABLATIONS_END}\nz\n")
+    assert "No ablation results yet" in rendered
+
+
+README_TEMPLATE = (f"x\n{results_table.START}\nold\n{results_table.END}\ny\n"
+                   f"{results_table.ABLATIONS_START}\nold\n{results_table.ABLATIONS_END}\nz\n")
+
+
+def test_ablations_table_has_a_row_per_variant_and_for_unconstrained_decoding(tmp_path):
+    result = json.loads(next(results_table.RESULTS.glob("*/result.json")).read_text())
+    for name, f1, defects in [("baseline", 0.8, {}), ("json", 0.7, {"wrong_offsets": 3, "invalid_json": 2})]:
+        (tmp_path / "ablations" / name).mkdir(parents=True)
+        variant = {**result, "entities": {**result["entities"], "f1": f1}, "defects": defects}
+        if name == "baseline":
+            variant["unconstrained"] = {**{k: result[k] for k in ("entities", "relations", "recall_seen_unseen")},
+                                        "defects": {"hallucinated_entity": 4}, "predict_sentences_per_s": 0.3}
+        (tmp_path / "ablations" / name / "result.json").write_text(json.dumps(variant))
+    rendered = results_table.render(README_TEMPLATE, tmp_path)
+    rows = [line for line in rendered.splitlines() if line.startswith("| ") and "`" in line]
+    assert [row.split(" | ")[0] for row in rows] == ["| baseline", "| baseline, unconstrained", "| json"]
+    assert "/ 80.00 |" in rows[0] and "`--data.formulation json`" in rows[2]
+    assert rows[1].split(" | ")[-4:-2] == ["4", "4"]  # defects, of which hallucinated or misplaced
+    assert rows[2].split(" | ")[-4:-2] == ["5", "3"]
+    assert result["command"] in rendered and "comparison.png" in rendered
 
 
 def test_readme_without_markers_is_named_in_the_error():
