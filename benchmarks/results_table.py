@@ -67,13 +67,13 @@ def ablations(results: Path) -> str:
     """The ablations' comparison under ``results`` as Markdown, with the command that produced it."""
     from ablations import comparison, markdown
 
-    table = comparison(results)
-    if not table:
+    rows = comparison(results)
+    if not rows:
         return "No ablation results yet: run `python benchmarks/ablations.py`.\n"
-    first = next(iter(table.values()))
+    first = next(iter(rows.values()))
     return (f"{first['train_examples']} training sentences, {first['steps']} steps, {first['test_examples']} test "
             f"sentences, seed {first['seed']}, commit {first['git_commit'][:7]}:\n`{first['command']}`\n\n"
-            f"{markdown(table)}\n![entity F1 and recall on unseen mentions per variant]"
+            f"{markdown(rows)}\n![entity F1 and recall on unseen mentions per variant]"
             f"(benchmarks/results/ablations/comparison.png)\n")
 
 

@@ -13,6 +13,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import results_table  # noqa: E402
 
+README_TEMPLATE = (f"x\n{results_table.START}\nold\n{results_table.END}\ny\n"
+                   f"{results_table.ABLATIONS_START}\nold\n{results_table.ABLATIONS_END}\nz\n")
+
 
 def test_readme_results_table_matches_the_result_files():
     readme = (ROOT / "README.md").read_text()
@@ -28,10 +31,6 @@ def test_results_table_changes_with_the_files(tmp_path):
     rendered = results_table.render(README_TEMPLATE, tmp_path)
     assert "/ 12.35 |" in rendered and "old" not in rendered and rendered.endswith(f"{results_table.ABLATIONS_END}\nz\n")
     assert "No ablation results yet" in rendered
-
-
-README_TEMPLATE = (f"x\n{results_table.START}\nold\n{results_table.END}\ny\n"
-                   f"{results_table.ABLATIONS_START}\nold\n{results_table.ABLATIONS_END}\nz\n")
 
 
 def test_ablations_table_has_a_row_per_variant_and_for_unconstrained_decoding(tmp_path):
