@@ -54,3 +54,9 @@ def test_ablations_table_has_a_row_per_variant_and_for_unconstrained_decoding(tm
 def test_readme_without_markers_is_named_in_the_error():
     with pytest.raises(ValueError, match="README.md has no <!-- results:start --> ... <!-- results:end --> markers"):
         results_table.render("# a README without a results section\n")
+
+
+def test_readme_without_ablation_markers_is_named_in_the_error():
+    readme = f"x\n{results_table.START}\nold\n{results_table.END}\ny\n"
+    with pytest.raises(ValueError, match="README.md has no <!-- ablations:start --> ... <!-- ablations:end --> markers"):
+        results_table.render(readme)
