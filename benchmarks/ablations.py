@@ -22,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from results_table import pct
+from results_table import pct, rate
 from run import RESULTS, run_benchmark
 
 VARIANTS: dict[str, tuple[list[str], str]] = {  # name: (the override, what it changes)
@@ -96,7 +96,7 @@ def markdown(table: dict[str, dict]) -> str:
         lines.append(f"| {name} | `{t['override']}` | {pct(e['precision'])} / {pct(e['recall'])} / {pct(e['f1'])} |" +
                      (f" {pct(t['relation_f1_strict'])} |" if relations else "") +
                      f" {pct(t['recall_seen'])} / {pct(t['recall_unseen'])} | {t['defects']} | {t['misplaced']} | "
-                     f"{t['train_tokens_per_s'] or 0:.0f} | {t['predict_sentences_per_s']:.2f} |")
+                     f"{rate(t['train_tokens_per_s'])} | {t['predict_sentences_per_s']:.2f} |")
     return "\n".join(lines) + "\n"
 
 

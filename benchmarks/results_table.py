@@ -37,6 +37,11 @@ def pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.2f}"
 
 
+def rate(value: float | None, digits: int = 0) -> str:
+    """A speed, or ``n/a`` when the run logged none (a run shorter than ``log_every_n_steps``)."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def table(results: Path = RESULTS) -> str:
     """Markdown for every ``<name>/result.json`` under ``results``, sorted by name."""
     rows = [
@@ -55,7 +60,7 @@ def table(results: Path = RESULTS) -> str:
             f"| {name} | {r['train_examples']} / {r['steps']} | {r['test_examples']} | "
             f"{pct(e['precision'])} / {pct(e['recall'])} / {pct(e['f1'])} | {relation} | "
             f"{pct(novelty['seen']['recall'])} / {pct(novelty['unseen']['recall'])} | "
-            f"{sum(r['defects'].values())} | {r['train_tokens_per_s'] or 0:.0f} | {r['predict_sentences_per_s']:.2f} | "
+            f"{sum(r['defects'].values())} | {rate(r['train_tokens_per_s'])} | {r['predict_sentences_per_s']:.2f} | "
             f"{r['fit_seconds'] / 60:.0f} / {r['predict_seconds'] / 60:.0f} min |"
         )
         commands.append(f"- {r['name']}: `{r['command']}` (seed {r['seed']}, commit {r['git_commit'][:7]})")

@@ -30,6 +30,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from results_table import rate
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -187,7 +189,7 @@ def markdown(result: dict) -> str:
         f"| recall on seen / unseen mentions | {100 * result['recall_seen_unseen']['seen']['recall']:.2f} / "
         f"{100 * result['recall_seen_unseen']['unseen']['recall']:.2f} |",
         f"| defects | {sum(result['defects'].values())} |",
-        f"| training tokens/s | {result['train_tokens_per_s'] or 0:.1f} |",
+        f"| training tokens/s | {rate(result['train_tokens_per_s'], 1)} |",
         f"| prediction sentences/s | {result['predict_sentences_per_s']:.2f} |",
         f"| peak memory (GB) | {result['peak_memory_gb']} |",
         f"| wall time fit / predict (s) | {result['fit_seconds']} / {result['predict_seconds']} |",

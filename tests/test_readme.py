@@ -60,3 +60,14 @@ def test_readme_without_ablation_markers_is_named_in_the_error():
     readme = f"x\n{results_table.START}\nold\n{results_table.END}\ny\n"
     with pytest.raises(ValueError, match="README.md has no <!-- ablations:start --> ... <!-- ablations:end --> markers"):
         results_table.render(readme)
+
+
+def test_a_run_without_a_logged_training_speed_shows_n_a_not_zero(tmp_path):
+    import run
+
+    result = json.loads((ROOT / "benchmarks" / "results" / "conll04-cpu-2ep" / "result.json").read_text())
+    result["train_tokens_per_s"] = None  # a run shorter than log_every_n_steps logs no speed
+    (tmp_path / "short").mkdir()
+    (tmp_path / "short" / "result.json").write_text(json.dumps(result))
+    assert "| training tokens/s | n/a |" in run.markdown(result)
+    assert "| 0 | n/a | 1.42 |" in results_table.table(tmp_path)
