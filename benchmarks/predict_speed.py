@@ -16,7 +16,7 @@ the load of a shared machine affects all methods alike:
 * ``teacher-forced``: one forward pass over prompt + gold answer per sentence (logits only at the
   answer positions): the cost of merely scoring the gold answer, a floor for any decoder.
 
-Answers are decoded with the formulation's tolerant decoder; entity F1 is
+Answers are read with the formulation's tolerant parser (``Formulation.parse``); entity F1 is
 ``nerre.metrics.score_entities``. Without ``--adapter`` the base model is used: its F1 is near 0 and it
 rarely stops by itself, so the unconstrained methods then get a budget of the gold answer's length
 (``--budget auto``) -- they generate about as many tokens as a trained model would.
@@ -35,6 +35,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +45,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nerre.decoding import DecodeOptions, DecodeStats, FaithfulDecoder, parse_answers, prompt_ids, token_table
+from nerre.decoding import DecodeOptions, DecodeStats, FaithfulDecoder, token_table
 from nerre.example import Example
 from nerre.formulation import get_formulation
 from nerre.loaders import load_examples
 from nerre.metrics import score_entities
 from nerre.models import DEFAULT_MODEL, load_model, load_tokenizer, resolve_model
-from nerre.prompt import PromptBuilder, PromptSettings
+from nerre.prompt import PromptBuilder, PromptSettings, prompt_ids
 from nerre.schema import Schema
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -113,15 +114,10 @@ def run_generate(model, tokenizer, prompts, formulation, examples, batch_size, l
         budget = max(budgets[i] for i in rows) if budgets else None
         options = DecodeOptions(constrained=False, batch_size=batch_size, max_new_tokens=budget, prompt_lookup=lookup)
         runner = FaithfulDecoder(model, tokenizer, prompts, formulation, options)
-        for i, answer in zip(rows, runner.decode([examples[i] for i in rows])):
+        for i, answer in zip(rows, runner.generate([examples[i] for i in rows])):
             answers[i] = answer
-        add_stats(stats, runner.stats)
+        stats.add(runner.stats)
     return answers
-
-
-def add_stats(total: DecodeStats, part: DecodeStats) -> None:
-    for key, value in part.to_dict().items():
-        setattr(total, key, getattr(total, key) + value)
 
 
 @torch.inference_mode()
@@ -162,7 +158,7 @@ class Method:
         elif self.name == "prompt-lookup":
             self.answers += run_generate(*common, 1, self.args.prompt_lookup, budgets, self.stats)
         elif self.decoder is not None:
-            self.answers += self.decoder.decode(examples)
+            self.answers += self.decoder.generate(examples)
         else:
             teacher_forced(*common)
         self.seconds += time.perf_counter() - started
@@ -176,7 +172,8 @@ class Method:
             "ms_per_sentence": round(1000 * self.seconds / len(examples), 1),
         }
         if self.answers:
-            predictions, defects = parse_answers(self.formulation, examples, self.answers)
+            predictions, each = self.formulation.parse(examples, self.answers)
+            defects = sum(each, Counter())
             result.update(
                 entity_f1=round(score_entities(examples, predictions).micro.f1, 4),
                 defects=sum(defects.values()),
@@ -240,14 +237,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     table_seconds = time.perf_counter() - started
     # untimed warm-up of every code path
     run_generate(model, tokenizer, prompts, formulation, warmup, 1, None, [8], DecodeStats())
-    FaithfulDecoder(model, tokenizer, prompts, formulation, DecodeOptions(speculate=args.speculate)).decode(warmup * 2)
+    FaithfulDecoder(model, tokenizer, prompts, formulation, DecodeOptions(speculate=args.speculate)).generate(warmup * 2)
     methods = [Method(name, args, model, tokenizer, formulation, prompts, budgets) for name in args.methods]
     started = time.perf_counter()
     with torch.inference_mode():
         for method in methods:  # one-time setup of a decoder: prompt-header prefill, check of packed passes
             if method.decoder is not None:
-                method.decoder._prepare_prefix([])
-                method.decoder._packing_works()
+                method.decoder.engine.prepare_prefix([])
+                method.decoder.engine.passes.packing_works(tokenizer)
     setup_seconds = time.perf_counter() - started
     for start in range(0, len(examples), args.batch_size):
         chunk = list(range(start, min(start + args.batch_size, len(examples))))

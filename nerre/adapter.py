@@ -28,7 +28,7 @@ class AdapterSettings:
         schema: entity and relation labels.
         prompt: prompt settings.
         shots: few-shot examples shown in the prompt.
-        max_length: the training window in tokens.
+        max_sequence_tokens: the length of the training sequences (prompt + answer tokens).
     """
 
     base_model: str
@@ -36,7 +36,7 @@ class AdapterSettings:
     schema: dict[str, Any]
     prompt: dict[str, Any] = field(default_factory=dict)
     shots: list[dict[str, Any]] = field(default_factory=list)
-    max_length: int = 512
+    max_sequence_tokens: int = 512
 
     def build(self) -> tuple[Formulation, PromptBuilder]:
         """The formulation and prompt builder these settings describe."""
@@ -63,7 +63,10 @@ def read_settings(path: str | Path) -> AdapterSettings:
     file = path / SETTINGS_FILE
     if not file.exists():
         raise FileNotFoundError(f"{path}: no {SETTINGS_FILE} here, so this is not an adapter written by `nerre fit`")
-    return AdapterSettings(**json.loads(file.read_text()))
+    settings = json.loads(file.read_text())
+    if "max_length" in settings:  # adapters saved before max_length was renamed
+        settings["max_sequence_tokens"] = settings.pop("max_length")
+    return AdapterSettings(**settings)
 
 
 def load_adapter(path: str | Path, base_model: str | None = None, dtype: torch.dtype = torch.float32):

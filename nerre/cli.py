@@ -20,7 +20,7 @@ commands:
   validate --config FILE   generate on the dev split and score it
   test --config FILE       generate on the test split and score it
   data stats PATH          counts of sentences, tokens, entities and relations (JSON)
-  data roundtrip PATH      check that decode(encode(x)) reproduces every example (JSON)
+  data roundtrip PATH      check that parse(encode(x)) reproduces every example (JSON)
   evaluate --gold PATH --pred PATH
                            precision, recall and F1 of predictions (JSON)
   predict --adapter DIR --input FILE --output FILE
@@ -51,7 +51,7 @@ def stats(path: str, format: str | None = None) -> dict[str, Any]:
 
 
 def roundtrip(path: str, format: str | None = None, formulation: str = "tagged", types_file: str | None = None) -> dict:
-    """Encode every example as a target text and decode it back; count the exact reproductions.
+    """Encode every example as a target text and parse it back; count the exact reproductions.
 
     Args:
         path: corpus file (or saved Hugging Face dataset folder).
@@ -67,10 +67,10 @@ def roundtrip(path: str, format: str | None = None, formulation: str = "tagged",
     schema = Schema.from_types_file(types_file) if types_file else Schema.infer(examples)
     fm = get_formulation(formulation, schema)
     exact, defects, failed = 0, Counter(), []
-    for ex in examples:
-        decoded = fm.decode(ex.text, fm.encode(ex))
-        defects.update(decoded.defects)
-        if decoded.as_example(ex).same_annotations(ex) and not decoded.defects:
+    read, each = fm.parse(examples, [fm.encode(ex) for ex in examples])
+    for ex, got, found in zip(examples, read, each):
+        defects.update(found)
+        if got.same_annotations(ex) and not found:
             exact += 1
         elif len(failed) < 10:
             failed.append(ex.id)

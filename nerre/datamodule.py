@@ -46,7 +46,8 @@ class ExtractionData(LightningDataModule):
         formulation: ``tagged`` (inline tags, then relation triples) or ``json`` (records with offsets).
         prompt: what the prompt contains.
         model: the model whose tokenizer is used (linked to ``model.init_args.model``).
-        max_length: longest prompt+answer in tokens; longer training sequences are cut and counted.
+        max_sequence_tokens: longest training sequence (prompt + answer) in tokens; longer ones are cut
+            and counted. Prediction keeps each answer, and splits long inputs, to fit this length.
         loss_on: ``answer`` (prompt tokens get label -100) or ``all`` (the whole sequence).
         max_train_examples: use only this many training examples (a seeded random subset).
         batch_size: training batch size.
@@ -70,7 +71,7 @@ class ExtractionData(LightningDataModule):
         formulation: Literal["tagged", "json"] = "tagged",
         prompt: PromptSettings | None = None,
         model: str = DEFAULT_MODEL,
-        max_length: int = 512,
+        max_sequence_tokens: int = 512,
         loss_on: Literal["answer", "all"] = "answer",
         max_train_examples: int | None = None,
         batch_size: int = 8,
@@ -104,7 +105,7 @@ class ExtractionData(LightningDataModule):
         self.prompts = PromptBuilder(self.formulation, self.prompt_settings, shots)
         self.model_name = model
         self.tokenizer = load_tokenizer(resolve_model(model))
-        self.max_length, self.loss_on = max_length, loss_on
+        self.max_sequence_tokens, self.loss_on = max_sequence_tokens, loss_on
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.seed = seed
         self.cache_dir = Path(cache_dir or Path.home() / ".cache" / "nerre" / "datasets").expanduser()
@@ -130,7 +131,7 @@ class ExtractionData(LightningDataModule):
                        "relations": [asdict(x) for x in self.schema.relations]},
             "prompt": asdict(self.prompt_settings),
             "shots": [ex.to_dict() for ex in self.prompts.shots],
-            "max_length": self.max_length,
+            "max_sequence_tokens": self.max_sequence_tokens,
         }
 
     # -- tokenization ------------------------------------------------------------------------
@@ -148,12 +149,13 @@ class ExtractionData(LightningDataModule):
         prompt, answer = self.prompt_ids(example.text), self.answer_ids(example)
         input_ids = prompt + answer
         labels = ([IGNORE] * len(prompt) if self.loss_on == "answer" else list(prompt)) + answer
+        cut = self.max_sequence_tokens
         return {
-            "input_ids": input_ids[: self.max_length],
-            "labels": labels[: self.max_length],
-            "attention_mask": [1] * min(len(input_ids), self.max_length),
+            "input_ids": input_ids[:cut],
+            "labels": labels[:cut],
+            "attention_mask": [1] * min(len(input_ids), cut),
             "prompt_length": len(prompt),
-            "truncated": len(input_ids) > self.max_length,
+            "truncated": len(input_ids) > cut,
         }
 
     def _fingerprint(self, split: str) -> str:
@@ -179,8 +181,9 @@ class ExtractionData(LightningDataModule):
             self.truncated[split] = int(sum(ds["truncated"]))
             if self.truncated[split]:
                 log.warning(
-                    "%d of %d %s sequences are longer than max_length=%d tokens and were cut; raise "
-                    "data.max_length to keep them whole", self.truncated[split], len(ds), split, self.max_length)
+                    "%d of %d %s sequences are longer than max_sequence_tokens=%d and were cut; raise "
+                    "data.max_sequence_tokens to keep them whole", self.truncated[split], len(ds), split,
+                    self.max_sequence_tokens)
             self.datasets[split] = ds
         return self.datasets[split]
 

@@ -12,7 +12,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import regex
+
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+_CLUSTER = regex.compile(r"\X")
 
 
 @dataclass(frozen=True, order=True)
@@ -47,8 +50,36 @@ def entity_order(entity: Entity) -> tuple[int, int, str]:
 
 
 def tokenize(text: str) -> list[Token]:
-    """Split ``text`` into word and punctuation tokens with character offsets."""
-    return [Token(m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    """Split ``text`` into word and punctuation tokens with character offsets.
+
+    A token never splits a character as a reader sees it (a grapheme cluster: a letter with its
+    combining accents, an emoji sequence): a word is a run of clusters that start with a word
+    character, any other cluster that is not white space is a token of its own.
+    """
+    if text.isascii():  # one code point per cluster (bar CR LF, which is white space)
+        return [Token(m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    tokens: list[Token] = []
+    word_end = -1
+    for m in _CLUSTER.finditer(text):
+        first = m.group()[0]
+        if first.isspace():
+            continue
+        if first.isalnum() or first == "_":
+            if word_end == m.start():  # the word goes on
+                tokens[-1] = Token(tokens[-1].start, m.end())
+            else:
+                tokens.append(Token(m.start(), m.end()))
+            word_end = m.end()
+        else:
+            tokens.append(Token(m.start(), m.end()))
+    return tokens
+
+
+def grapheme_bounds(text: str) -> set[int]:
+    """The character offsets between grapheme clusters of ``text`` (0 and ``len(text)`` included)."""
+    if text.isascii():
+        return set(range(len(text) + 1)) - {m.start() + 1 for m in re.finditer("\r\n", text)}
+    return {0} | {m.end() for m in _CLUSTER.finditer(text)}
 
 
 @dataclass

@@ -261,14 +261,14 @@ def causal_lm(model: nn.Module) -> PreTrainedModel:
     return inner
 
 
-def decoder(model: nn.Module) -> nn.Module:
-    """The transformer body of a causal LM: returns last hidden states, applies no LM head."""
+def transformer_body(model: nn.Module) -> nn.Module:
+    """The transformer body of a causal LM (``get_decoder()``): returns last hidden states, applies no LM head."""
     lm = causal_lm(model)
     body = lm.get_decoder()
     if body is None or body is lm:
         body = getattr(lm, lm.base_model_prefix, None)
     if body is None or body is lm:
-        raise TypeError(f"cannot find the decoder body of {type(lm).__name__}")
+        raise TypeError(f"cannot find the transformer body of {type(lm).__name__}")
     return body
 
 
@@ -303,7 +303,7 @@ def answer_loss(
     ``torch.autocast``. A batch with no answer token gives a zero loss that still backpropagates
     (to nothing).
     """
-    hidden = _hidden_states(decoder(model), input_ids, attention_mask)
+    hidden = _hidden_states(transformer_body(model), input_ids, attention_mask)
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
     if not bool(keep.any()):

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from nerre.adapter import AdapterSettings, load_adapter
-from nerre.errors import ConfigError, DataError
+from nerre.errors import DataError
 from nerre.example import Entity, Example, Relation, Token
 from nerre.prompt import prompt_ids
 
@@ -59,29 +59,25 @@ class Extractor:
         tokenizer: its tokenizer.
         settings: the nerre settings saved with the adapter.
         constrained: faithful decoding: the output can only copy the input and insert configured tags.
-            False: plain greedy generation, whose defects are counted. None: constrained for the tagged
-            formulation, free for json (which has no constrained decoder).
+            False: plain greedy generation, whose defects are counted. None: constrained where the
+            formulation has a grammar (tagged), free otherwise (json).
         batch_size: texts decoded together.
     """
 
     def __init__(self, model: Any, tokenizer: Any, settings: AdapterSettings, constrained: bool | None = None,
                  batch_size: int = 8):
-        from nerre.decoding import DecodeOptions, FaithfulDecoder
+        from nerre.decoding import DecodeOptions, FaithfulDecoder, use_constraints
 
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
         self.formulation, self.prompts = settings.build()
-        tagged = self.formulation.name == "tagged"
-        if constrained and not tagged:
-            raise ConfigError(f"constrained decoding needs the tagged formulation, not {self.formulation.name!r}; "
-                              "use constrained=False (--constrained false)")
-        self.constrained = tagged if constrained is None else constrained
+        self.constrained = use_constraints(self.formulation, constrained)
         self.batch_size = batch_size
         self.decoder = FaithfulDecoder(model, tokenizer, self.prompts, self.formulation,
                                        DecodeOptions(constrained=self.constrained, batch_size=batch_size,
-                                                     max_length=settings.max_length))
-        prompt_tokens = len(prompt_ids(tokenizer, self.prompts, ""))
-        # the answer repeats the input with tags (and triples): keep inputs to a fraction of the window
-        self.window = max(16, (settings.max_length - prompt_tokens) // 3)
+                                                     max_sequence_tokens=settings.max_sequence_tokens))
+        #: the most model tokens of input per window (longer texts are split)
+        self.window_tokens = input_window_tokens(settings.max_sequence_tokens,
+                                                 len(prompt_ids(tokenizer, self.prompts, "")))
 
     @classmethod
     def load(cls, adapter: str | Path, base_model: str | None = None, constrained: bool | None = None,
@@ -107,10 +103,11 @@ class Extractor:
         done, chunk = 0, 8 * self.batch_size  # decoded together; predictions are yielded after each chunk
         for start in range(0, len(windows) + 1, chunk):
             batch = windows[start : start + chunk]
-            outputs = self.generate([piece for _, piece in batch]) if batch else []
-            for (i, piece), output in zip(batch, outputs):
-                decoded = self.formulation.decode(piece.text, output)
-                results[i].append((decoded.as_example(piece), decoded.defects, output))
+            pieces = [piece for _, piece in batch]
+            outputs = self.generate(pieces) if batch else []
+            read, defects = self.formulation.parse(pieces, outputs)
+            for (i, _), example, piece_defects, output in zip(batch, read, defects, outputs):
+                results[i].append((example, piece_defects, output))
             bar.update(len(batch))
             while done < len(examples) and (len(results[done]) == expected[done] or start + chunk > len(windows)):
                 yield _merge(examples[done], results.pop(done))
@@ -118,7 +115,7 @@ class Extractor:
         bar.close()
 
     def split(self, example: Example) -> list[Example]:
-        """The example as windows of at most ``self.window`` tokens, cut at sentence ends where possible.
+        """The example as windows of at most ``self.window_tokens`` tokens, cut at sentence ends where possible.
 
         Each window's ``id`` carries its character offset in the original text, as ``"id@offset"``; windows
         keep the example's own tokens, so tags (and spaCy spans) fall on the same token boundaries.
@@ -126,7 +123,7 @@ class Extractor:
         text = example.text
         if not text.strip():
             return []
-        if len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) <= self.window:
+        if len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) <= self.window_tokens:
             return [Example(text, tokens=example.tokens, id=f"{example.id}@0")]  # the corpus's own tokens
         pieces, start = [], 0
         bounds = [m.end() for m in _SENTENCE_END.finditer(text)] + [len(text)]
@@ -144,24 +141,30 @@ class Extractor:
         return pieces
 
     def _windows(self, text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
-        """Cut ``text[start:end]`` into pieces of at most ``window`` model tokens, at word boundaries."""
+        """Cut ``text[start:end]`` into pieces of at most ``window_tokens`` model tokens, at word boundaries."""
         encoding = self.tokenizer(text[start:end], add_special_tokens=False, return_offsets_mapping=True)
         offsets = encoding["offset_mapping"]
-        if len(offsets) <= self.window:
+        if len(offsets) <= self.window_tokens:
             yield start, end
             return
         words = [start + m.start() for m in re.finditer(r"\S+", text[start:end])]
         token_starts = [start + a for a, _ in offsets]
         piece_start = start
         for w in words[1:]:
-            if bisect_left(token_starts, w) - bisect_left(token_starts, piece_start) >= self.window:
+            if bisect_left(token_starts, w) - bisect_left(token_starts, piece_start) >= self.window_tokens:
                 yield piece_start, w
                 piece_start = w
         yield piece_start, end
 
     def generate(self, windows: list[Example]) -> list[str]:
         """The raw answers for a list of input windows."""
-        return self.decoder.decode(windows)
+        return self.decoder.generate(windows)
+
+
+def input_window_tokens(max_sequence_tokens: int, prompt_tokens: int) -> int:
+    """The most model tokens of input per window: the answer repeats the input with tags (and
+    triples), so the input gets a third of what the prompt leaves of the trained sequence length."""
+    return max(16, (max_sequence_tokens - prompt_tokens) // 3)
 
 
 def _merge(example: Example, parts: list[tuple[Example, Counter, str]]) -> Prediction:

@@ -12,7 +12,6 @@ import torch
 from lightning import LightningModule
 
 from nerre.adapter import AdapterSettings, save_adapter
-from nerre.errors import ConfigError
 from nerre.metrics import evaluate
 from nerre.models import DEFAULT_MODEL, answer_loss, load_model, resolve_model
 
@@ -32,8 +31,8 @@ class BaseTask(LightningModule):
         weight_decay: AdamW weight decay.
         warmup: warm-up length, as a fraction of the training steps (< 1) or a number of steps.
         max_new_tokens: cap on generated tokens per answer in validation and test (None: from the input length).
-        constrained: faithful constrained decoding in validation and test; None: constrained for the
-            tagged formulation, free greedy generation for json (which has no constrained decoder).
+        constrained: faithful constrained decoding in validation and test; None: constrained where the
+            formulation has a grammar (tagged), free greedy generation otherwise (json).
     """
 
     def __init__(
@@ -110,13 +109,9 @@ class BaseTask(LightningModule):
         self._constrained()  # a setting that cannot work fails before training
 
     def _constrained(self) -> bool:
-        formulation = self.data.formulation.name
-        if self.hparams.constrained is None:
-            return formulation == "tagged"
-        if self.hparams.constrained and formulation != "tagged":
-            raise ConfigError(f"constrained decoding needs the tagged formulation, not {formulation!r}; "
-                              "set model.init_args.constrained to false or null")
-        return self.hparams.constrained
+        from nerre.decoding import use_constraints
+
+        return use_constraints(self.data.formulation, self.hparams.constrained)
 
     def _start_decoding(self) -> None:
         """A fresh decoder for this evaluation: the weights changed since the last one."""
@@ -124,13 +119,14 @@ class BaseTask(LightningModule):
 
         data = self.data
         options = DecodeOptions(constrained=self._constrained(), batch_size=data.eval_batch_size,
-                                max_new_tokens=self.hparams.max_new_tokens, max_length=data.max_length)
+                                max_new_tokens=self.hparams.max_new_tokens,
+                                max_sequence_tokens=data.max_sequence_tokens)
         self._decoder = FaithfulDecoder(self.model, data.tokenizer, data.prompts, data.formulation, options)
 
     def _generate(self, batch: torch.Tensor, split: str) -> None:
         indices = batch.tolist()
         examples = [self.data.examples[split][i] for i in indices]
-        self._outputs.setdefault(split, []).extend(zip(indices, self._decoder.decode(examples)))
+        self._outputs.setdefault(split, []).extend(zip(indices, self._decoder.generate(examples)))
 
     def on_validation_epoch_start(self) -> None:
         self._start_decoding()
@@ -155,13 +151,9 @@ class BaseTask(LightningModule):
         outputs = gather_outputs(self._outputs.pop(split, []))
         if not outputs:
             return
-        gold, predictions, defects = [], [], Counter()
-        for index, text in outputs:
-            example = data.examples[split][index]
-            decoded = data.formulation.decode(example.text, text)
-            defects.update(decoded.defects)
-            gold.append(example)
-            predictions.append(decoded.as_example(example))
+        gold = [data.examples[split][index] for index, _ in outputs]
+        predictions, each = data.formulation.parse(gold, [answer for _, answer in outputs])
+        defects = sum(each, Counter())
         scores = evaluate(gold, predictions, symmetric=data.schema.symmetric_relations)
         entity_f1 = scores["entities"]["f1"]
         relation_f1 = scores["relations"]["strict"]["f1"]
@@ -202,8 +194,8 @@ class LoraTask(BaseTask):
         weight_decay: AdamW weight decay.
         warmup: warm-up length, as a fraction of the training steps (< 1) or a number of steps.
         max_new_tokens: cap on generated tokens per answer in validation and test (None: from the input length).
-        constrained: faithful constrained decoding in validation and test; None: constrained for the
-            tagged formulation, free greedy generation for json (which has no constrained decoder).
+        constrained: faithful constrained decoding in validation and test; None: constrained where the
+            formulation has a grammar (tagged), free greedy generation otherwise (json).
         lora_r: LoRA rank.
         lora_alpha: LoRA scaling numerator (the update is scaled by alpha / r).
         lora_dropout: dropout on the LoRA branch.

@@ -15,6 +15,7 @@ from conftest import fit_args, tiny_schema
 
 from nerre.cli import run
 from nerre.datamodule import IGNORE, ExtractionData
+from nerre.errors import ConfigError
 from nerre.loaders import read_jsonl
 from nerre.metrics import score_entities
 from nerre.predict import Extractor
@@ -86,10 +87,10 @@ def test_labels_mask_exactly_the_prompt_token_by_token(model_dir, tmp_path, loss
 
 
 def test_truncation_is_counted(model_dir, tmp_path, caplog):
-    data = tiny_data(model_dir, tmp_path, max_length=40)
+    data = tiny_data(model_dir, tmp_path, max_sequence_tokens=40)
     rows = data.tokenized("train")
     assert data.truncated["train"] == 4 and max(len(r["input_ids"]) for r in rows) == 40
-    assert "4 of 4 train sequences are longer than max_length=40" in caplog.text
+    assert "4 of 4 train sequences are longer than max_sequence_tokens=40" in caplog.text
 
 
 def test_resumed_run_continues_where_it_stopped(model_dir, tmp_path):
@@ -126,6 +127,8 @@ def test_bad_configs_fail_before_training(model_dir, tmp_path):
     args[2] = str(bad)
     with pytest.raises(ValueError, match="entity label 'LOC', which is not in the configured labels"):
         run(args)
+    with pytest.raises(ConfigError, match="constrained decoding needs a formulation whose output has a grammar"):
+        run(fit_args(model_dir, tmp_path, "--data.formulation", "json", "--model.init_args.constrained", "true"))
     assert not list(tmp_path.glob("runs/**/checkpoints"))
 
 

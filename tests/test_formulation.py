@@ -50,7 +50,7 @@ def test_roundtrip_is_exact_on_every_corpus(data_dir, path, types, name):
     formulation = get_formulation(name, schema)
     failures = []
     for ex in examples:
-        decoded = formulation.decode(ex.text, formulation.encode(ex))
+        decoded = formulation.parse_answer(ex.text, formulation.encode(ex))
         if sum(decoded.defects.values()) or not decoded.as_example(ex).same_annotations(ex):
             failures.append(ex.id)
     assert failures == [] and len(examples) > 0
@@ -112,7 +112,7 @@ def test_unknown_entity_label_in_gold_is_an_error():
 
 # -- tolerant decoding ----------------------------------------------------------------------------
 def decode(output: str, text: str = JOHN.text, schema: Schema = SCHEMA):
-    return TaggedText(schema).decode(text, output)
+    return TaggedText(schema).parse_answer(text, output)
 
 
 def test_decoding_the_gold_target_is_clean():
@@ -175,7 +175,7 @@ def test_missing_relation_section_is_counted():
 @pytest.mark.parametrize("garbage", ["", "<", "</person>", "<person>", "\nRelations:\n | | ", "<<>>", "\x00\n\n|"])
 def test_garbage_never_raises(garbage):
     for formulation in (TaggedText(SCHEMA), JsonRecords(SCHEMA)):
-        formulation.decode(JOHN.text, garbage)
+        formulation.parse_answer(JOHN.text, garbage)
 
 
 # -- JSON records ---------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def test_json_target_and_wrong_offsets():
     output = ('{"entities": [{"entity_type": "location", "entity_value": "Paris", "start_position": 3, '
               '"end_position": 8}, {"entity_type": "person", "entity_value": "Jane", "start_position": 0, '
               '"end_position": 4}], "relations": [{"head": 1, "type": "live in", "tail": 0}]}')
-    d = JsonRecords(SCHEMA).decode(JOHN.text, output)
+    d = JsonRecords(SCHEMA).parse_answer(JOHN.text, output)
     assert d.entities == [Entity(24, 29, "LOC")]
     assert d.defects["wrong_offsets"] == 1 and d.defects["hallucinated_entity"] == 1
     assert d.defects["dangling_argument"] == 1 and d.relations == []
@@ -193,7 +193,7 @@ def test_json_target_and_wrong_offsets():
 
 def test_json_truncated_output_salvages_complete_records():
     output = JsonRecords(SCHEMA).encode(JOHN)[:-60]
-    d = JsonRecords(SCHEMA).decode(JOHN.text, output)
+    d = JsonRecords(SCHEMA).parse_answer(JOHN.text, output)
     assert d.defects["invalid_json"] == 1 and Entity(0, 8, "PER") in d.entities
 
 

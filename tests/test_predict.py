@@ -82,21 +82,21 @@ def extractor_path(extractor: Extractor) -> Path:
 
 def test_long_inputs_are_split_and_merged_with_correct_offsets(extractor):
     text = "John Smith works for Acme . Mary Jones lives in Paris ."
-    window = extractor.window
+    window = extractor.window_tokens
     lengths = [len(extractor.tokenizer(s, add_special_tokens=False)["input_ids"]) for s in text.split(" . ")]
-    extractor.window = max(lengths) + 2  # one sentence fits, both do not
+    extractor.window_tokens = max(lengths) + 2  # one sentence fits, both do not
     try:
         pieces = extractor.split(extractor_example(text))
         prediction = extractor(text)
     finally:
-        extractor.window = window
+        extractor.window_tokens = window
     assert len(pieces) == 2 and pieces[1].id.endswith("@28")
     corpus = Example.from_tokens(["U.S.", "troops", "left", "."] * 20)  # windows keep the corpus tokens
-    extractor.window = 20
+    extractor.window_tokens = 20
     try:
         windows = extractor.split(corpus)
     finally:
-        extractor.window = window
+        extractor.window_tokens = window
     assert len(windows) > 1
     for w in windows:
         assert [w.text[t.start:t.end] for t in w.tokens] == w.text.split(" ")
@@ -157,3 +157,24 @@ def _other_model(folder: Path) -> None:
 
 def test_gold_predictions_read_back(tmp_path):
     assert len(read_jsonl(GOLD)) == 4
+
+
+def test_adapters_saved_with_the_old_length_name_still_load(tmp_path):
+    from nerre.adapter import read_settings
+
+    (tmp_path / "nerre.json").write_text(json.dumps({"base_model": "m", "formulation": "tagged", "schema": {},
+                                                     "max_length": 320}))
+    assert read_settings(tmp_path).max_sequence_tokens == 320
+
+
+def test_constrained_decoding_of_json_is_refused_with_one_message():
+    from conftest import tiny_schema
+
+    from nerre.decoding import use_constraints
+    from nerre.errors import ConfigError
+    from nerre.formulation import JsonRecords, TaggedText
+
+    assert use_constraints(TaggedText(tiny_schema()), None) is True
+    assert use_constraints(JsonRecords(tiny_schema()), None) is False
+    with pytest.raises(ConfigError, match="--constrained false"):
+        use_constraints(JsonRecords(tiny_schema()), True)

@@ -1,15 +1,26 @@
-"""What every formulation provides: an example becomes a target text; generated text becomes entities."""
+"""What every formulation provides: an example becomes a target text; generated text becomes examples.
+
+One way leads from generated answers back to annotations: :meth:`Formulation.parse` (every
+caller: the CLI, training, prediction, benchmarks). A formulation whose output can be constrained
+says so by returning a :class:`~nerre.formulation.grammar.Grammar` from :meth:`Formulation.grammar`.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from nerre.example import Entity, Example, Relation
 from nerre.schema import Schema
 
-#: Every defect a decoder can count, with what it means. Decoders never raise on model output.
+if TYPE_CHECKING:
+    from nerre.decoding.vocabulary import TokenTable
+    from nerre.formulation.grammar import Grammar
+
+#: Every defect a parser can count, with what it means. Parsers never raise on model output.
 DEFECTS = {
     "unknown_label": "a tag or record names a label outside the configured set",
     "unclosed_tag": "an opening tag is never closed",
@@ -18,6 +29,8 @@ DEFECTS = {
     "text_drift": "the text around the tags differs from the input",
     "hallucinated_entity": "an entity's text is not in the input at the place the output puts it",
     "empty_entity": "a tag pair encloses no text",
+    "split_character": "a tag falls inside a character as a reader sees it (a letter and its combining accent, "
+                       "an emoji sequence); the entity is widened to whole characters",
     "missing_relations": "the relation section is absent",
     "malformed_relation": "a relation line cannot be read as head | label | tail",
     "truncated_relations": "the relation section ends in an incomplete line",
@@ -28,10 +41,18 @@ DEFECTS = {
     "wrong_offsets": "an entity's offsets do not point at its value in the input",
 }
 
+Source = Example | str
+"""What an answer is generated for: an example (whose tokens tell where tags may go) or a text."""
+
+
+def source_text(source: Source) -> str:
+    """The text of a source."""
+    return source.text if isinstance(source, Example) else source
+
 
 @dataclass
-class Decoded:
-    """The result of decoding one generated text.
+class ParsedAnswer:
+    """What one generated answer says about its source.
 
     Args:
         entities: recovered entities, mapped to character offsets of the source text.
@@ -43,15 +64,15 @@ class Decoded:
     relations: list[Relation] = field(default_factory=list)
     defects: Counter = field(default_factory=Counter)
 
-    def as_example(self, source: Example | str) -> Example:
-        """The prediction as an :class:`Example` over ``source``."""
+    def as_example(self, source: Source) -> Example:
+        """The prediction as an :class:`Example` over ``source`` (keeping its tokens and id)."""
         if isinstance(source, str):
             return Example(source, self.entities, self.relations)
         return Example(source.text, self.entities, self.relations, source.tokens, source.id)
 
 
 class Formulation(ABC):
-    """Turns examples into target texts and generated texts back into annotations.
+    """Turns examples into target texts and generated answers back into annotations.
 
     Args:
         schema: the labels the target may use.
@@ -70,13 +91,42 @@ class Formulation(ABC):
         """The text the model should generate for ``example``."""
 
     @abstractmethod
-    def decode(self, text: str, output: str) -> Decoded:
-        """Recover annotations of ``text`` from generated ``output``; never raises on bad output."""
+    def parse_answer(self, text: str, answer: str) -> ParsedAnswer:
+        """Recover annotations of ``text`` from one generated ``answer``; never raises on bad output."""
 
     @abstractmethod
     def instruction(self) -> str:
         """One paragraph telling the model what output format to produce."""
 
+    def parse(self, sources: Sequence[Source], answers: Sequence[str]) -> tuple[list[Example], list[Counter]]:
+        """Read generated answers: for each source, an example with the entities and relations found
+        (the source's text, tokens and id kept) and the defects of its answer (see :data:`DEFECTS`)."""
+        if len(sources) != len(answers):
+            raise ValueError(f"{len(sources)} sources but {len(answers)} answers")
+        examples, defects = [], []
+        for source, answer in zip(sources, answers):
+            parsed = self.parse_answer(source_text(source), answer)
+            examples.append(parsed.as_example(source))
+            defects.append(parsed.defects)
+        return examples, defects
+
     def roundtrip(self, example: Example) -> Example:
-        """``decode(encode(example))`` as an :class:`Example`."""
-        return self.decode(example.text, self.encode(example)).as_example(example)
+        """``parse(encode(example))``: what the formulation reads back from its own target."""
+        return self.parse([example], [self.encode(example)])[0][0]
+
+    def grammar(self, source: Source, vocabulary: TokenTable | None = None, **limits: Any) -> Grammar | None:
+        """The answers this formulation accepts for ``source``, for constrained decoding and for
+        training on the allowed tokens; None when its output cannot be constrained (the default).
+
+        Args:
+            source: the text, or an example whose tokens tell where markup may go.
+            vocabulary: the byte strings of the token ids (``nerre.decoding.token_table(tokenizer)``),
+                for the token level (``allowed``, ``advance``, ``candidates``).
+            limits: grammar-specific limits (the tagged grammar: ``max_nesting``, ``max_relations``).
+        """
+        return None
+
+    @property
+    def constrainable(self) -> bool:
+        """Whether answers can be constrained: the formulation has a :meth:`grammar`."""
+        return self.grammar("") is not None

@@ -5,7 +5,7 @@ Target::
     {"entities": [{"entity_type": "person", "entity_value": "John Doe", "start_position": 0,
                    "end_position": 8}], "relations": [{"head": 0, "type": "work for", "tail": 1}]}
 
-Models tend to get the offsets wrong; ``decode`` counts that as ``wrong_offsets`` and moves the
+Models tend to get the offsets wrong; the parser counts that as ``wrong_offsets`` and moves the
 entity to the occurrence of its value nearest to the given offset, or drops it as hallucinated.
 """
 
@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 from nerre.example import Entity, Example, Relation, entity_order
-from nerre.formulation.base import Decoded, Formulation
+from nerre.formulation.base import Formulation, ParsedAnswer
 
 _OBJECT = re.compile(r"\{[^{}\[\]]*\}")
 
@@ -62,9 +62,9 @@ class JsonRecords(Formulation):
             )
         return text
 
-    def decode(self, text: str, output: str) -> Decoded:
-        result = Decoded()
-        record = _parse(output, result.defects)
+    def parse_answer(self, text: str, answer: str) -> ParsedAnswer:
+        result = ParsedAnswer()
+        record = _parse(answer, result.defects)
         items = record.get("entities")
         by_index: list[Entity | None] = [
             self._entity(item, text, result.defects) for item in (items if isinstance(items, list) else [])

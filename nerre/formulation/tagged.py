@@ -12,18 +12,31 @@ Target for ``John Doe joined Acme .`` with a Work_For relation::
   open tag of its own label); two crossing spans of the same label are not, and ``encode`` raises.
 * A triple names an entity by its text; when several tagged entities share that text, ``#k``
   (1-based, in text order) says which one: ``Paris #2``.
-* ``decode`` is tolerant: it aligns the text around the tags to the source, keeps every entity
-  whose text is found at the aligned place, and counts each defect instead of raising.
+* Text is text: only the configured tag strings ``<display>`` and ``</display>`` are markup, and
+  not even they where the source itself holds them: the parser reads the answer against the
+  source, so characters of the source (``<person>`` in an HTML input, a ``Relations:`` line) are
+  always text. A verbatim copy of any input reads as no entities.
+* The parser is tolerant: where the answer drifts from the source it aligns the two, keeps every
+  entity whose text is found at the aligned place, and counts each defect instead of raising.
+* :meth:`TaggedText.grammar` gives the answers constrained decoding may produce
+  (:class:`~nerre.formulation.tagged_grammar.TagGrammar`); the parser reads each of them exactly.
 """
 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from difflib import SequenceMatcher
+from typing import TYPE_CHECKING
 
-from nerre.example import Entity, Example, Relation, entity_order
-from nerre.formulation.base import Decoded, Formulation
+from nerre.example import Entity, Example, Relation, entity_order, grapheme_bounds, tokenize
+from nerre.formulation.base import Formulation, ParsedAnswer, Source
+from nerre.formulation.tagged_grammar import TagGrammar
+from nerre.schema import Schema
+
+if TYPE_CHECKING:
+    from nerre.decoding.vocabulary import TokenTable
 
 RELATIONS_HEADER = "\nRelations:"
 _TAG = re.compile(r"<(/?)([^<>\n]{1,64})>")
@@ -56,6 +69,14 @@ class TaggedText(Formulation):
     """Inline entity tags in a copy of the input, followed by relation triples."""
 
     name = "tagged"
+
+    def __init__(self, schema: Schema):
+        super().__init__(schema)
+        #: the configured tag strings: (label name, closing)
+        self.tags = {f"<{label.display}>": (label.name, False) for label in schema.entities}
+        self.tags.update({f"</{label.display}>": (label.name, True) for label in schema.entities})
+        configured = "|".join(re.escape(tag) for tag in sorted(self.tags, key=len, reverse=True))
+        self._markup = re.compile(f"{configured}|{_TAG.pattern}" if configured else _TAG.pattern)
 
     # -- encoding ---------------------------------------------------------------------
     def encode(self, example: Example) -> str:
@@ -105,17 +126,38 @@ class TaggedText(Formulation):
             )
         return text
 
-    # -- decoding ---------------------------------------------------------------------
-    def decode(self, text: str, output: str) -> Decoded:
-        result = Decoded()
-        tagged, relation_lines = self._split(text, output)
-        plain, spans = self._parse_tags(tagged, text, result.defects)
+    # -- the grammar of constrained decoding ------------------------------------------------
+    def grammar(self, source: Source, vocabulary: TokenTable | None = None, max_nesting: int = 4,
+                max_relations: int = 64) -> TagGrammar:
+        """The faithful answers to ``source`` (see :mod:`nerre.formulation.tagged_grammar`).
+
+        Args:
+            source: the text, or an example whose tokens tell where tags may go.
+            vocabulary: the byte strings of the token ids, for the token level.
+            max_nesting: most tags open at once.
+            max_relations: most relation lines.
+        """
+        if isinstance(source, Example):
+            text, tokens = source.text, source.tokens or tokenize(source.text)
+        else:
+            text, tokens = source, tokenize(source)
+        return TagGrammar(text, tokens, self, vocabulary, max_nesting, max_relations)
+
+    # -- parsing ----------------------------------------------------------------------------
+    def parse_answer(self, text: str, answer: str) -> ParsedAnswer:
+        result = ParsedAnswer()
+        tagged, relation_lines = self._split(text, answer)
+        pieces = self._read_copy(tagged, text)
+        if pieces is None:  # the answer drifts from the source
+            result.defects["text_drift"] += 1
+            pieces = self._read_aligned(tagged, text)
+        plain, spans = self._spans(pieces, result.defects)
         result.entities = self._map_to_source(plain, spans, text, result.defects)
         if self.schema.relations:
             if relation_lines is None:
                 result.defects["missing_relations"] += 1
             else:
-                result.relations = self._parse_relations(relation_lines, result.entities, text, result.defects)
+                result.relations = self.read_relations(relation_lines, result.entities, text, result.defects)
         return result
 
     def _split(self, text: str, output: str) -> tuple[str, list[str] | None]:
@@ -129,30 +171,93 @@ class TaggedText(Formulation):
                 return output, None
         return output[:at], output[at + len(RELATIONS_HEADER) :].split("\n")
 
-    def _label(self, name: str) -> str | None:
-        if name in self._entity_by_display:
-            return self._entity_by_display[name]
-        return name if name in self.schema.entity_names else None
+    def _read_copy(self, tagged: str, text: str) -> list | None:
+        """The answer as pieces, read as a copy of ``text`` with markup inserted; None when it drifts.
 
-    def _parse_tags(self, tagged: str, text: str, defects: Counter) -> tuple[str, list[tuple[int, int, str]]]:
-        """Strip the tags: the remaining text and the tagged spans in its coordinates."""
+        Pieces: text (a ``str``), a configured tag ``(label name, closing)``, or None for a string
+        that looks like a tag of an unknown label. A tag-like string the source holds at this
+        point is a copy of the source, never markup.
+        """
+        pieces: list = []
+        p = i = 0
+        end, n = len(tagged), len(text)
+        while p < end:
+            q = tagged.find("<", p)
+            if q < 0:
+                q = end
+            if q > p:
+                if not text.startswith(tagged[p:q], i):
+                    return None
+                pieces.append(tagged[p:q])
+                i += q - p
+                p = q
+                continue
+            m = self._markup.match(tagged, p)
+            if m is not None:
+                found = m.group(0)
+                if text.startswith(found, i):
+                    pieces.append(found)
+                    i += len(found)
+                    p = m.end()
+                    continue
+                if found in self.tags or _LABEL_LIKE.fullmatch(m.group(2)):
+                    pieces.append(self.tags.get(found))
+                    p = m.end()
+                    continue
+            if i < n and text[i] == "<":
+                pieces.append("<")
+                i += 1
+                p += 1
+                continue
+            return None
+        return pieces if i == n else None
+
+    def _units(self, text: str) -> list[str]:
+        """``text`` as single characters, except that tag-like strings are one unit each."""
+        units: list[str] = []
+        pos = 0
+        for m in self._markup.finditer(text):
+            units.extend(text[pos : m.start()])
+            units.append(m.group(0))
+            pos = m.end()
+        units.extend(text[pos:])
+        return units
+
+    def _read_aligned(self, tagged: str, text: str) -> list:
+        """Pieces (as :meth:`_read_copy`) of an answer that drifts: aligned to the source, tag-like
+        strings matched to the same string of the source are text; the others are markup."""
+        units = self._units(tagged)
+        copied = [False] * len(units)
+        matcher = SequenceMatcher(None, units, self._units(text), autojunk=False)
+        for a, _, size in matcher.get_matching_blocks():
+            if any(len(u) == 1 for u in units[a : a + size]):  # a lone tag matched somewhere is markup
+                copied[a : a + size] = [True] * size
+        pieces: list = []
+        for unit, copy in zip(units, copied):
+            if copy or len(unit) == 1:
+                pieces.append(unit)
+            elif unit in self.tags:
+                pieces.append(self.tags[unit])
+            else:
+                m = _TAG.fullmatch(unit)
+                pieces.append(None if m and _LABEL_LIKE.fullmatch(m.group(2)) else unit)
+        return pieces
+
+    def _spans(self, pieces: list, defects: Counter) -> tuple[str, list[tuple[int, int, str]]]:
+        """The text of the pieces and the tagged spans in its coordinates."""
         plain: list[str] = []
-        length, pos = 0, 0
+        length = 0
         open_tags: list[tuple[str, int]] = []
         spans: list[tuple[int, int, str]] = []
-        for m in _TAG.finditer(tagged):
-            literal = tagged[pos : m.start()]
-            plain.append(literal)
-            length += len(literal)
-            pos = m.end()
-            closing, label = m.group(1) == "/", self._label(m.group(2))
-            if label is None:
-                if m.group(0) in text or not _LABEL_LIKE.fullmatch(m.group(2)):
-                    plain.append(m.group(0))  # literal text that looks like a tag
-                    length += len(m.group(0))
-                else:
-                    defects["unknown_label"] += 1
+        for piece in pieces:
+            if isinstance(piece, str):
+                plain.append(piece)
+                length += len(piece)
                 continue
+            if piece is None:
+                defects["unknown_label"] += 1
+                continue
+            label, closing = piece
             if not closing:
                 open_tags.append((label, length))
                 continue
@@ -164,7 +269,6 @@ class TaggedText(Formulation):
                 defects["crossing_tags"] += 1
             _, start = open_tags.pop(index)
             spans.append((start, length, label))
-        plain.append(tagged[pos:])
         if open_tags:
             defects["unclosed_tag"] += len(open_tags)
         return "".join(plain), spans
@@ -172,16 +276,16 @@ class TaggedText(Formulation):
     def _map_to_source(
         self, plain: str, spans: list[tuple[int, int, str]], text: str, defects: Counter
     ) -> list[Entity]:
-        """Map spans of the de-tagged output onto the source, keeping those whose text is found there."""
+        """Map spans of the de-tagged answer onto the source, keeping those whose text is found there."""
         if plain == text:
             position = None
         else:
-            defects["text_drift"] += 1
             position = {}
             matcher = SequenceMatcher(None, plain, text, autojunk=False)
             for a, b, size in matcher.get_matching_blocks():
                 for k in range(size):
                     position[a + k] = b + k
+        bounds = None if text.isascii() else sorted(grapheme_bounds(text))
         entities: set[Entity] = set()
         for start, end, label in spans:
             while start < end and plain[start].isspace():
@@ -191,17 +295,22 @@ class TaggedText(Formulation):
             if start == end:
                 defects["empty_entity"] += 1
                 continue
-            if position is None:
-                entities.add(Entity(start, end, label))
-                continue
-            s, last = position.get(start), position.get(end - 1)
-            if s is None or last is None or text[s : last + 1] != plain[start:end]:
-                defects["hallucinated_entity"] += 1
-                continue
-            entities.add(Entity(s, last + 1, label))
+            if position is not None:
+                s, last = position.get(start), position.get(end - 1)
+                if s is None or last is None or text[s : last + 1] != plain[start:end]:
+                    defects["hallucinated_entity"] += 1
+                    continue
+                start, end = s, last + 1
+            if bounds is not None:  # widen a span that splits a character to whole characters
+                s, e = bounds[bisect_right(bounds, start) - 1], bounds[bisect_left(bounds, end)]
+                if (s, e) != (start, end):
+                    defects["split_character"] += 1
+                    start, end = s, e
+            entities.add(Entity(start, end, label))
         return sorted(entities, key=entity_order)
 
-    def _parse_relations(self, lines: list[str], entities: list[Entity], text: str, defects: Counter) -> list[Relation]:
+    def read_relations(self, lines: list[str], entities: list[Entity], text: str, defects: Counter) -> list[Relation]:
+        """The relations that triple ``lines`` name between tagged ``entities`` of ``text``; defects counted."""
         groups = reference_groups(entities, text)
         relations = []
         content = [(i, line.strip()) for i, line in enumerate(lines) if line.strip()]
@@ -213,8 +322,6 @@ class TaggedText(Formulation):
                 continue
             head_ref, label_name, tail_ref = triple
             label = self._relation_by_display.get(label_name)
-            if label is None and label_name in self.schema.relation_names:
-                label = label_name
             if label is None:
                 defects["unknown_relation"] += 1
                 continue
@@ -229,7 +336,7 @@ class TaggedText(Formulation):
             return None
         if len(parts) == 3:
             return parts[0].strip(), parts[1].strip(), parts[2].strip()
-        known = set(self._relation_by_display) | set(self.schema.relation_names)
+        known = self._relation_by_display
         for i in range(1, len(parts) - 1):  # argument texts may themselves hold " | "
             if parts[i].strip() in known:
                 return " | ".join(parts[:i]).strip(), parts[i].strip(), " | ".join(parts[i + 1 :]).strip()

@@ -1,0 +1,431 @@
+"""The grammar of the tagged formulation: faithful copies of the source with valid tags, then valid triples.
+
+The answers :class:`TagGrammar` accepts for a source text are exactly these:
+
+* the source reproduced byte for byte, with opening tags ``<display>`` of configured entity labels
+  inserted before token starts and closing tags ``</display>`` closing the innermost open tag at a
+  token end (no empty, crossing or unclosed tags, at most ``max_nesting`` open at once). Tokens
+  are the corpus's own, else :func:`nerre.example.tokenize`'s, which never split a character as
+  a reader sees it;
+* text is text: no tag goes where the source itself continues with that very tag string (the
+  parser reads such a string as a copy of the source), nor inside a copy of the relations header
+  that the source holds;
+* when the schema has relation types, ``"\\nRelations:"`` and then at most ``max_relations``
+  distinct lines ``"\\n{head} | {relation} | {tail}"`` whose arguments are entities tagged in this
+  very answer (named as :func:`~nerre.formulation.tagged.references` names them, head != tail),
+  and only lines that the formulation's parser reads back as the same triple.
+
+A state is a tuple of configurations (several while a ``<`` of the source may be a copy or the
+start of a tag), each a named tuple: :class:`Copying`, :class:`InTag`, :class:`InHeader`,
+:class:`InRelations`. Offsets in states are byte offsets into the UTF-8 source; labels are
+indices into ``schema.entities``. From every state that is not None an accepting state can be
+reached, so decoding never gets stuck.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+from nerre.example import Entity, Relation, Token
+from nerre.formulation.grammar import Grammar
+
+if TYPE_CHECKING:
+    from nerre.decoding.vocabulary import TokenTable
+    from nerre.formulation.tagged import TaggedText
+
+_LT = ord("<")
+
+
+class OpenTag(NamedTuple):
+    """A tag opened and not yet closed."""
+
+    label: int  #: index into ``schema.entities``
+    start: int  #: byte offset in the source where its entity starts
+
+
+class TaggedSpan(NamedTuple):
+    """An entity tagged and closed: source bytes ``start:end``."""
+
+    start: int
+    end: int
+    label: int  #: index into ``schema.entities``
+
+
+class Copying(NamedTuple):
+    """Copying the source; between tags."""
+
+    cursor: int  #: byte offset of the next source byte to copy
+    open: tuple[OpenTag, ...]  #: open tags, outermost first
+    entities: tuple[TaggedSpan, ...]  #: closed entities, sorted
+
+
+class InTag(NamedTuple):
+    """Inside a tag at ``cursor``, of which ``written`` (starting with ``<``) is written so far."""
+
+    cursor: int
+    open: tuple[OpenTag, ...]
+    entities: tuple[TaggedSpan, ...]
+    written: bytes
+    may_open: bool  #: False when started while finishing: only a closing tag may follow
+
+
+class InHeader(NamedTuple):
+    """Writing the relations header after the tagged text."""
+
+    written: int  #: bytes of the header written so far
+    entities: tuple[TaggedSpan, ...]
+
+
+class InRelations(NamedTuple):
+    """In the relation section."""
+
+    entities: tuple[TaggedSpan, ...]
+    lines: frozenset[bytes]  #: the complete lines written (each ``b"\\n" + triple``)
+    line: bytes  #: the current line so far (empty between lines)
+
+
+Configuration = Copying | InTag | InHeader | InRelations
+TagState = tuple[Configuration, ...]
+
+
+class RelationLines:
+    """The relation lines allowed for one set of tagged entities, sorted for prefix search."""
+
+    def __init__(self, lines: Sequence[bytes]):
+        self.lines = sorted(set(lines))
+        self.set = frozenset(self.lines)
+        self._next: dict[bytes, bytes] = {}
+
+    def span(self, prefix: bytes) -> tuple[int, int]:
+        """The index range of the lines starting with ``prefix``."""
+        lo = bisect.bisect_left(self.lines, prefix)
+        upper = prefix.rstrip(b"\xff")
+        if not upper:
+            return lo, len(self.lines)
+        upper = upper[:-1] + bytes((upper[-1] + 1,))
+        return lo, bisect.bisect_left(self.lines, upper, lo)
+
+    def next_bytes(self, prefix: bytes) -> bytes:
+        hit = self._next.get(prefix)
+        if hit is None:
+            lo, hi = self.span(prefix)
+            n = len(prefix)
+            hit = bytes(sorted({line[n] for line in self.lines[lo:hi] if len(line) > n}))
+            self._next[prefix] = hit
+        return hit
+
+    def status(self, part: bytes, done: frozenset) -> tuple[bool, bool]:
+        """(``part`` is a complete new line, ``part`` can still grow into a new line)."""
+        lo, hi = self.span(part)
+        complete = part in self.set and part not in done
+        longer = hi - lo - (1 if part in self.set else 0)
+        if longer and done:
+            longer -= sum(1 for d in done if len(d) > len(part) and d.startswith(part))
+        return complete, longer > 0
+
+    def completion(self, part: bytes, done: frozenset) -> bytes:
+        """The bytes every not-yet-written line extending ``part`` continues with."""
+        lo, hi = self.span(part)
+        return common_prefix([line[len(part) :] for line in self.lines[lo:hi] if line not in done and len(line) > len(part)])
+
+
+def common_prefix(items: list[bytes]) -> bytes:
+    """The longest byte string every item starts with."""
+    if not items:
+        return b""
+    first, last = min(items), max(items)
+    n = 0
+    while n < min(len(first), len(last)) and first[n] == last[n]:
+        n += 1
+    return first[:n]
+
+
+class TagGrammar(Grammar):
+    """The faithful tagged answers to one source text (see the module docstring).
+
+    Build it with :meth:`TaggedText.grammar <nerre.formulation.tagged.TaggedText.grammar>`.
+
+    Args:
+        text: the source text.
+        tokens: its tokens: tags open only before a token start and close only at a token end.
+        formulation: the tagged formulation (its schema gives the labels and display names).
+        vocabulary: the byte strings of the token ids, for the token level.
+        max_nesting: most tags open at once.
+        max_relations: most relation lines.
+    """
+
+    def __init__(
+        self,
+        text: str,
+        tokens: Sequence[Token],
+        formulation: TaggedText,
+        vocabulary: TokenTable | None = None,
+        max_nesting: int = 4,
+        max_relations: int = 64,
+    ):
+        super().__init__(vocabulary)
+        self.text = text
+        self.src = text.encode("utf-8")
+        offsets = [0]
+        for ch in text:
+            offsets.append(offsets[-1] + len(ch.encode("utf-8")))
+        self.byte_of_char = offsets
+        self.char_of_byte = {b: c for c, b in enumerate(offsets)}
+        self.n = len(self.src)
+        self.starts = frozenset(offsets[t.start] for t in tokens if t.end > t.start)
+        self.ends = frozenset(offsets[t.end] for t in tokens if t.end > t.start)
+        self.last_end = max(self.ends, default=0)
+        schema = formulation.schema
+        self.labels = [label.name for label in schema.entities]
+        self.open_tags = [f"<{label.display}>".encode() for label in schema.entities]
+        self.close_tags = [f"</{label.display}>".encode() for label in schema.entities]
+        self.formulation = formulation
+        self.relation_names = [label.name for label in schema.relations]
+        self.relation_displays = [label.display for label in schema.relations]
+        from nerre.formulation.tagged import RELATIONS_HEADER
+
+        self.header = RELATIONS_HEADER.encode() if schema.relations else b""
+        # no tag inside a copy of the relations header the source itself holds: the parser finds
+        # the relation section by counting intact headers
+        self.no_tag: set[int] = set()
+        if self.header:
+            at = self.src.find(self.header)
+            while at >= 0:
+                self.no_tag.update(range(at + 1, at + len(self.header)))
+                at = self.src.find(self.header, at + 1)
+        self.max_nesting, self.max_relations = max_nesting, max_relations
+        self._tags_cache: dict[tuple, list] = {}
+        self._lines_cache: dict[tuple, RelationLines] = {}
+
+    def start(self) -> TagState:
+        return (Copying(0, (), ()),)
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def tags(self, at: int, open: tuple[OpenTag, ...], opening: bool = True
+             ) -> list[tuple[bytes, tuple[OpenTag, ...], TaggedSpan | None]]:
+        """The tags allowed at byte ``at`` with ``open`` tags: (bytes, open tags after, entity closed).
+
+        ``opening=False`` leaves out the opening tags. A tag string the source itself continues
+        with at ``at`` is never a tag there: it is copied as text.
+        """
+        key = (at, open, opening)
+        hit = self._tags_cache.get(key)
+        if hit is None:
+            hit = []
+            src = self.src
+            if at in self.no_tag:
+                pass
+            elif open and at in self.ends and open[-1].start < at:
+                label, start = open[-1]
+                tag = self.close_tags[label]
+                if not src.startswith(tag, at):
+                    hit.append((tag, open[:-1], TaggedSpan(start, at, label)))
+            if opening and at in self.starts and at not in self.no_tag and len(open) < self.max_nesting:
+                for label, tag in enumerate(self.open_tags):
+                    if (label, at) not in open and not src.startswith(tag, at):
+                        hit.append((tag, open + (OpenTag(label, at),), None))
+            self._tags_cache[key] = hit
+        return hit
+
+    def entities(self, spans: Sequence[TaggedSpan]) -> list[Entity]:
+        """Entities (character offsets, label names) of tagged byte spans."""
+        c = self.char_of_byte
+        return [Entity(c[s], c[e], self.labels[label]) for s, e, label in spans]
+
+    def tagged(self, state: TagState) -> list[Entity]:
+        """The entities an answer that ended in ``state`` tags (its first accepting configuration)."""
+        for c in state:
+            if (type(c) is Copying and not self.header and c.cursor == self.n and not c.open) or (
+                type(c) is InRelations and not c.line
+            ):
+                return self.entities(c.entities)
+        raise ValueError("the answer is not complete in this state")
+
+    def lines(self, spans: tuple[TaggedSpan, ...]) -> RelationLines:
+        """The relation lines allowed once ``spans`` are tagged: those the formulation reads back as meant."""
+        hit = self._lines_cache.get(spans)
+        if hit is None:
+            from nerre.formulation.tagged import references
+
+            entities = self.entities(spans)
+            refs = references(entities, self.text)
+            lines = []
+            for h in entities:
+                for t in entities:
+                    if h == t:
+                        continue
+                    for name, label in zip(self.relation_names, self.relation_displays):
+                        line = f"{refs[h]} | {label} | {refs[t]}"
+                        # skip the rare lines the parser would misread (a mention holding " | ")
+                        defects: Counter = Counter()
+                        read = self.formulation.read_relations([line], entities, self.text, defects)
+                        if not defects and read == [Relation(h, t, name)]:
+                            lines.append(("\n" + line).encode())
+            hit = self._lines_cache[spans] = RelationLines(lines)
+        return hit
+
+    # -- the automaton ----------------------------------------------------------------------------
+    def step(self, state: TagState, byte: int) -> TagState | None:
+        out: list[Configuration] = []
+        src, n = self.src, self.n
+        for c in state:
+            kind = type(c)
+            if kind is Copying:
+                i, open, ents = c
+                if i < n and src[i] == byte and (not open or i < self.last_end):
+                    out.append(Copying(i + 1, open, ents))
+                if byte == _LT and self.tags(i, open, not self.finishing):
+                    out.append(InTag(i, open, ents, b"<", not self.finishing))
+                if i == n and not open and self.header and byte == self.header[0]:
+                    out.append(InHeader(1, ents))
+            elif kind is InTag:
+                i, open, ents, part, opening = c
+                part = part + bytes((byte,))
+                longer = False
+                for tag, after, closed in self.tags(i, open, opening):
+                    if tag == part:
+                        out.append(Copying(i, after, tuple(sorted(ents + (closed,))) if closed else ents))
+                    elif len(tag) > len(part) and tag.startswith(part):
+                        longer = True
+                if longer:
+                    out.append(InTag(i, open, ents, part, opening))
+            elif kind is InHeader:
+                k, ents = c
+                if self.header[k] == byte:
+                    out.append(InHeader(k + 1, ents) if k + 1 < len(self.header) else InRelations(ents, frozenset(), b""))
+            else:
+                ents, done, part = c
+                if len(done) >= self.max_relations or (self.finishing and not part):
+                    continue
+                part = part + bytes((byte,))
+                complete, longer = self.lines(ents).status(part, done)
+                if complete:
+                    out.append(InRelations(ents, done | {part}, b""))
+                if longer:
+                    out.append(InRelations(ents, done, part))
+        if not out:
+            return None
+        if len(out) > 1:
+            out = list(dict.fromkeys(out))
+        return tuple(out)
+
+    def next_bytes(self, state: TagState) -> set[int]:
+        out: set[int] = set()
+        for c in state:
+            kind = type(c)
+            if kind is Copying:
+                i, open, _ = c
+                if i < self.n and (not open or i < self.last_end):
+                    out.add(self.src[i])
+                if self.tags(i, open, not self.finishing):
+                    out.add(_LT)
+                if i == self.n and not open and self.header:
+                    out.add(self.header[0])
+            elif kind is InTag:
+                for tag, _, _ in self.tags(c.cursor, c.open, c.may_open):
+                    if len(tag) > len(c.written) and tag.startswith(c.written):
+                        out.add(tag[len(c.written)])
+            elif kind is InHeader:
+                out.add(self.header[c.written])
+            elif len(c.lines) < self.max_relations and not (self.finishing and not c.line):
+                out.update(self.lines(c.entities).next_bytes(c.line))
+        return out
+
+    def accepting(self, state: TagState) -> bool:
+        for c in state:
+            if type(c) is Copying and not self.header and c.cursor == self.n and not c.open:
+                return True
+            if type(c) is InRelations and not c.line:
+                return True
+        return False
+
+    # -- decoding aids --------------------------------------------------------------------------------
+    def remaining_bytes(self, state: TagState) -> int:
+        worst = 0
+        for c in state:
+            kind = type(c)
+            if kind is Copying or kind is InTag:
+                size = self.n - c.cursor + len(self.header) + sum(len(self.close_tags[t.label]) for t in c.open)
+            elif kind is InHeader:
+                size = len(self.header) - c.written
+            else:  # at a line boundary: room for the longest line, else for the rest of this one
+                lines = self.lines(c.entities)
+                lo, hi = lines.span(c.line)
+                size = max((len(line) for line in lines.lines[lo:hi]), default=0) - len(c.line)
+            worst = max(worst, size)
+        return worst
+
+    def completion(self, state: TagState) -> bytes:
+        """A short valid way from ``state`` to the end (closing open tags as early as possible)."""
+        c = state[0]
+        kind = type(c)
+        if kind is InHeader:
+            return self.header[c.written :]
+        if kind is InRelations:
+            if not c.line:
+                return b""
+            lines = self.lines(c.entities)
+            lo, hi = lines.span(c.line)
+            return min(line for line in lines.lines[lo:hi] if line not in c.lines)[len(c.line) :]
+        out = []
+        i, open = c.cursor, c.open
+        if kind is InTag:
+            options = [(tag, after) for tag, after, _ in self.tags(i, open, c.may_open) if tag.startswith(c.written)]
+            options.sort(key=lambda option: len(option[1]))  # a closing tag first
+            tag, open = options[0]
+            out.append(tag[len(c.written) :])
+        while True:
+            while open and (closing := self.tags(i, open, False)):
+                tag, open, _ = closing[0]
+                out.append(tag)
+            if i >= self.n:
+                break
+            out.append(self.src[i : i + 1])
+            i += 1
+        out.append(self.header)
+        return b"".join(out)
+
+    def completion_bound(self, state: TagState) -> int:
+        c = state[0]
+        kind = type(c)
+        if kind is InHeader:
+            return len(self.header) - c.written
+        if kind is InRelations:
+            return max(map(len, self.lines(c.entities).lines), default=0) if c.line else 0
+        longest = max(map(len, self.open_tags + self.close_tags), default=0)
+        return self.n - c.cursor + longest * (len(c.open) + 1) + len(self.header)
+
+    def reserve(self) -> list[tuple[bytes, ...]]:
+        return list(zip(self.open_tags, self.close_tags))
+
+    def continuation(self, state: TagState, limit: int) -> bytes:
+        """The rest of the copy, or the part of a tag, header or relation line that every allowed
+        continuation shares (up to about ``limit`` bytes)."""
+        if len(state) != 1:
+            copying = [c for c in state if type(c) is Copying]
+            if not copying:
+                return b""
+            state = (copying[0],)
+        c = state[0]
+        kind = type(c)
+        if kind is Copying:
+            i, open = c.cursor, c.open
+            if i < self.n:
+                end = min(self.n, i + limit, self.last_end if open else self.n)
+                return self.src[i:end]
+            if open and self.n in self.ends:
+                closing = b"".join(self.close_tags[t.label] for t in reversed(open))
+                return closing + self.header
+            return self.header if not open else b""
+        if kind is InTag:
+            rest = [tag[len(c.written) :] for tag, _, _ in self.tags(c.cursor, c.open, c.may_open)
+                    if len(tag) > len(c.written) and tag.startswith(c.written)]
+            if len(rest) == 1:
+                return rest[0] + self.src[c.cursor : min(self.n, c.cursor + limit)]
+            return common_prefix(rest)
+        if kind is InHeader:
+            return self.header[c.written :]
+        return self.lines(c.entities).completion(c.line, c.lines) if c.line else b""
