@@ -8,7 +8,7 @@ Everything here depends on transformers internals that may change between releas
   as transformers' attention functions are (``module.layer_idx``, ``scaling``, ``sliding_window``,
   ``softcap``), and switched on by setting ``config._attn_implementation`` for one call;
 * the attention mask passed as a ready mapping per ``config.layer_types``;
-* the name of the cache argument of the body's ``forward`` (``cache`` since transformers 5.2x,
+* the name of the cache argument of the body's ``forward`` (``cache`` in recent releases,
   ``past_key_values`` before).
 
 :meth:`ModelPasses.packing_works` checks the packed pass against the model's own forward pass

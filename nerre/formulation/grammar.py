@@ -108,14 +108,14 @@ class Grammar(ABC):
         table = self._table()
         ids: list[int] = []
         todo = [(b"", state)]
-        by_bytes, is_prefix = table.by_bytes, table.is_prefix
+        by_bytes, is_prefix, step, next_bytes = table.by_bytes, table.is_prefix, self.step, self.next_bytes
         while todo:
             path, current = todo.pop()
-            for byte in self.next_bytes(current):
+            for byte in next_bytes(current):
                 longer = path + bytes((byte,))
                 if not is_prefix(longer):
                     continue
-                after = self.step(current, byte)
+                after = step(current, byte)
                 if after is None:
                     continue
                 hit = by_bytes.get(longer)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from nerre.formulation.tagged import TaggedText
 
 _LT = ord("<")
+_new = tuple.__new__  # builds a named tuple as Copying(...) does, without its Python-level __new__ (a hot path)
 
 
 class OpenTag(NamedTuple):
@@ -276,9 +277,9 @@ class TagGrammar(Grammar):
             if kind is Copying:
                 i, open, ents = c
                 if i < n and src[i] == byte and (not open or i < self.last_end):
-                    out.append(Copying(i + 1, open, ents))
+                    out.append(_new(Copying, (i + 1, open, ents)))
                 if byte == _LT and self.tags(i, open, not self.finishing):
-                    out.append(InTag(i, open, ents, b"<", not self.finishing))
+                    out.append(_new(InTag, (i, open, ents, b"<", not self.finishing)))
                 if i == n and not open and self.header and byte == self.header[0]:
                     out.append(InHeader(1, ents))
             elif kind is InTag:
@@ -287,11 +288,11 @@ class TagGrammar(Grammar):
                 longer = False
                 for tag, after, closed in self.tags(i, open, opening):
                     if tag == part:
-                        out.append(Copying(i, after, tuple(sorted(ents + (closed,))) if closed else ents))
+                        out.append(_new(Copying, (i, after, tuple(sorted(ents + (closed,))) if closed else ents)))
                     elif len(tag) > len(part) and tag.startswith(part):
                         longer = True
                 if longer:
-                    out.append(InTag(i, open, ents, part, opening))
+                    out.append(_new(InTag, (i, open, ents, part, opening)))
             elif kind is InHeader:
                 k, ents = c
                 if self.header[k] == byte:
@@ -303,9 +304,9 @@ class TagGrammar(Grammar):
                 part = part + bytes((byte,))
                 complete, longer = self.lines(ents).status(part, done)
                 if complete:
-                    out.append(InRelations(ents, done | {part}, b""))
+                    out.append(_new(InRelations, (ents, done | {part}, b"")))
                 if longer:
-                    out.append(InRelations(ents, done, part))
+                    out.append(_new(InRelations, (ents, done, part)))
         if not out:
             return None
         if len(out) > 1:
