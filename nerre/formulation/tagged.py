@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING
 
 from nerre.example import Entity, Example, Relation, entity_order, grapheme_bounds, tokenize
 from nerre.formulation.base import Formulation, ParsedAnswer, Source
-from nerre.formulation.tagged_grammar import TagGrammar
 from nerre.schema import Schema
 
 if TYPE_CHECKING:
     from nerre.decoding.vocabulary import TokenTable
+    from nerre.formulation.tagged_grammar import TagGrammar
 
 RELATIONS_HEADER = "\nRelations:"
 _TAG = re.compile(r"<(/?)([^<>\n]{1,64})>")
@@ -137,6 +137,8 @@ class TaggedText(Formulation):
             max_nesting: most tags open at once.
             max_relations: most relation lines.
         """
+        from nerre.formulation.tagged_grammar import TagGrammar
+
         if isinstance(source, Example):
             text, tokens = source.text, source.tokens or tokenize(source.text)
         else:

@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from nerre.example import Entity, Relation, Token
 from nerre.formulation.grammar import Grammar
+from nerre.formulation.tagged import RELATIONS_HEADER, TaggedText, references
 
 if TYPE_CHECKING:
     from nerre.decoding.vocabulary import TokenTable
-    from nerre.formulation.tagged import TaggedText
 
 _LT = ord("<")
 _new = tuple.__new__  # builds a named tuple as Copying(...) does, without its Python-level __new__ (a hot path)
@@ -186,8 +186,6 @@ class TagGrammar(Grammar):
         self.formulation = formulation
         self.relation_names = [label.name for label in schema.relations]
         self.relation_displays = [label.display for label in schema.relations]
-        from nerre.formulation.tagged import RELATIONS_HEADER
-
         self.header = RELATIONS_HEADER.encode() if schema.relations else b""
         # no tag inside a copy of the relations header the source itself holds: the parser finds
         # the relation section by counting intact headers
@@ -249,8 +247,6 @@ class TagGrammar(Grammar):
         """The relation lines allowed once ``spans`` are tagged: those the formulation reads back as meant."""
         hit = self._lines_cache.get(spans)
         if hit is None:
-            from nerre.formulation.tagged import references
-
             entities = self.entities(spans)
             refs = references(entities, self.text)
             lines = []
