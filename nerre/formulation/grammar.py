@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from nerre.decoding.vocabulary import TokenTable
 
 State = Hashable
-"""A grammar state: an immutable value (here a tuple of named configurations)."""
+"""A grammar state: an immutable, hashable value (the tagged grammar's: a tuple of named configurations)."""
 
 
 class OutsideGrammar(ValueError):
