@@ -8,10 +8,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from nerre.errors import ConfigError, DataError, root_cause
+from nerre.errors import NerreError, user_error
 
 TRAINING_COMMANDS = ("fit", "validate", "test")
-USER_ERRORS = (ConfigError, DataError, FileNotFoundError)
+DEFAULT_RUNS_DIR = "runs"
 
 USAGE = """usage: nerre COMMAND [options]
 
@@ -92,7 +92,8 @@ def evaluate(*, gold: str, pred: str, gold_format: str | None = None, types_file
         types_file: SpERT-style types JSON; its relation types marked symmetric score in both directions.
         symmetric: relation types that score in both directions (added to those of ``types_file``).
     """
-    from nerre.loaders import load_examples, read_jsonl
+    from nerre.loaders import load_examples
+    from nerre.loaders.jsonl import read_predictions
     from nerre.metrics import evaluate as score
     from nerre.schema import Schema
 
@@ -100,8 +101,8 @@ def evaluate(*, gold: str, pred: str, gold_format: str | None = None, types_file
     if types_file:
         symmetric_labels |= Schema.from_types_file(types_file).symmetric_relations
     gold_examples = load_examples(gold, gold_format)
-    predictions = read_jsonl(pred)
-    return score(gold_examples, predictions, symmetric=symmetric_labels)
+    predictions = read_predictions(pred)
+    return score(gold_examples, predictions, symmetric=symmetric_labels, gold_source=gold, pred_source=pred)
 
 
 def _print_json(result: Any) -> None:
@@ -127,11 +128,12 @@ def _data_seed(seed: bool | int) -> int:
 
 def run_training(args: Sequence[str]) -> Any:
     """``nerre fit|validate|test``: a LightningCLI over :class:`~nerre.task.BaseTask` subclasses."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
 
-    from nerre.callbacks import PrintAndSaveConfig, SaveBestAdapter
+    from nerre.callbacks import AtomicCheckpointIO, InterruptCheckpoint, PrintAndSaveConfig, SaveBestAdapter
     from nerre.datamodule import ExtractionData
+    from nerre.resume import RandomState
     from nerre.task import BaseTask
 
     class NerreCLI(LightningCLI):
@@ -141,7 +143,28 @@ def run_training(args: Sequence[str]) -> Any:
             parser.link_arguments("seed_everything", "data.seed", compute_fn=_data_seed)
             parser.add_lightning_class_args(SaveBestAdapter, "adapter")
             parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-            parser.set_defaults({"checkpoint.monitor": "val/f1", "checkpoint.mode": "max", "checkpoint.save_last": True})
+            parser.add_lightning_class_args(ModelCheckpoint, "step_checkpoint")
+            parser.add_lightning_class_args(InterruptCheckpoint, "interrupt_checkpoint")
+            parser.set_defaults({"checkpoint.monitor": "val/f1", "checkpoint.mode": "max", "checkpoint.save_last": True,
+                                 "step_checkpoint.every_n_train_steps": 50, "step_checkpoint.save_top_k": 1,
+                                 "step_checkpoint.filename": "latest-{step}"})
+
+        def before_instantiate_classes(self) -> None:
+            trainer = self.config[self.subcommand].trainer
+            logger = trainer.get("logger")
+            init_args = getattr(logger, "init_args", None)
+            if trainer.get("default_root_dir") and init_args is not None and init_args.get("save_dir") == DEFAULT_RUNS_DIR:
+                init_args.save_dir = trainer.default_root_dir  # the default logger follows default_root_dir
+
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+            callbacks = [self._get(self.config_init, c) for c in self._parser(self.subcommand).callback_keys]
+            callbacks.append(RandomState())
+            if config.get("enable_checkpointing") is False:  # honoured: no checkpoint callback at all
+                callbacks = [c for c in callbacks if not isinstance(c, Checkpoint)]
+            if not config.get("plugins"):
+                config["plugins"] = [AtomicCheckpointIO()]
+            return self._instantiate_trainer(config, callbacks)
 
     try:
         return NerreCLI(
@@ -152,14 +175,15 @@ def run_training(args: Sequence[str]) -> Any:
             save_config_kwargs={"overwrite": True},
             seed_everything_default=42,
             trainer_defaults={
-                "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},
+                "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
+                           "init_args": {"save_dir": DEFAULT_RUNS_DIR}},
                 "precision": default_precision(),
             },
             args=None if list(args) == sys.argv[1:] else list(args),  # LightningCLI warns when given both
         )
-    except Exception as err:  # jsonargparse wraps errors raised while building the objects: unwrap ours
-        cause = root_cause(err)
-        if cause is not err and isinstance(cause, USER_ERRORS):
+    except Exception as err:  # jsonargparse and Lightning wrap errors raised while building and running: unwrap ours
+        cause = user_error(err)
+        if cause is not None and cause is not err:
             raise cause from None
         raise
 
@@ -168,7 +192,7 @@ def main(args: Sequence[str] | None = None) -> None:
     """Entry point of the ``nerre`` command; ``args`` defaults to ``sys.argv[1:]``."""
     try:
         run(sys.argv[1:] if args is None else args)
-    except USER_ERRORS as err:
+    except NerreError as err:
         print(f"nerre: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 

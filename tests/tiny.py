@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning import Callback
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
 
@@ -97,3 +98,15 @@ def tiny_checkpoint(folder: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, **
     tiny_model(tokenizer, **overrides).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+
+class StopAt(Callback):
+    """Raises ``KeyboardInterrupt`` before training step ``step``: Ctrl-C, on cue."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt

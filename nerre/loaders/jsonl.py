@@ -14,6 +14,7 @@ from typing import Any
 
 from nerre.errors import DataError
 from nerre.example import Entity, Example, Relation
+from nerre.loaders.textfile import json_error, read_text
 
 # (label, value, start, end) keys of a span
 PRESETS: dict[str, tuple[str, str, str, str]] = {
@@ -62,6 +63,26 @@ def read_jsonl(
     return [_example(path, line, record, text_field, spans_field, keys, relations_field) for line, record in records]
 
 
+def read_predictions(path: str | Path) -> list[Example]:
+    """Read a prediction file (the JSONL that ``nerre predict`` writes) for scoring.
+
+    As :func:`read_jsonl` with nerre's own keys, except that a record without an ``id`` gets none (not
+    ``"{file name}:{line}"``), so that such records are paired with the gold by position.
+    """
+    path = Path(path)
+    records = list(_records(path))
+    if not records:
+        raise DataError(path, "the file holds no records; expected one JSON object per line")
+    keys = _span_keys(path, records, "entities", (None, None, None, None))
+    examples = []
+    for line, record in records:
+        example = _example(path, line, record, "text", "entities", keys, "relations")
+        if "id" not in record:
+            example.id = None
+        examples.append(example)
+    return examples
+
+
 def write_jsonl(examples: Iterable[Example], path: str | Path) -> Path:
     """Write ``Example.to_dict()`` one per line (UTF-8, ``ensure_ascii=False``): nerre's prediction format."""
     path = Path(path)
@@ -73,23 +94,16 @@ def write_jsonl(examples: Iterable[Example], path: str | Path) -> Path:
 
 
 def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise DataError(path, f"file {'is a folder' if path.is_dir() else 'does not exist'}; check the path")
-    with path.open(encoding="utf-8") as f:
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
         try:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    message = f"not valid JSON: {e.msg} at column {e.colno}; each line must be one JSON object"
-                    raise DataError(path, message, line=number) from e
-                if not isinstance(record, dict):
-                    raise DataError(path, f"expected a JSON object, found {type(record).__name__}", line=number)
-                yield number, record
-        except UnicodeDecodeError as e:
-            raise DataError(path, f"not UTF-8 text ({e.reason}); convert the file to UTF-8") from e
+            record = json.loads(line)
+        except (ValueError, RecursionError) as e:
+            raise DataError(path, f"not valid JSON: {json_error(e)}; each line must be one JSON object", line=number)
+        if not isinstance(record, dict):
+            raise DataError(path, f"expected a JSON object, found {type(record).__name__}", line=number)
+        yield number, record
 
 
 def _span_keys(

@@ -7,7 +7,8 @@ position, so that readers can point at the file line or record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 
 SCHEMES = ("iob1", "iob2", "bioes")
 _ALIASES = {"bio": "iob2", "iob": "iob2", "iobes": "bioes", "bilou": "bioes"}
@@ -15,6 +16,7 @@ _PREFIXES = frozenset("BIESLU")
 _BILOU = {"L": "E", "U": "S"}  # BILOU spells BIOES's E- and S- as L- and U-
 
 Span = tuple[int, int, str]
+log = logging.getLogger(__name__)
 
 
 class TagError(ValueError):
@@ -81,6 +83,40 @@ def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
                 iob1 = True
             previous = label
     return "iob1" if iob1 else "iob2"
+
+
+def announce_scheme(scheme: str, tag_sequences: Sequence[Sequence[str]], where: Callable[[int, int], str]) -> None:
+    """Say in one line why a detected scheme is IOB1: the first I- tag that begins an entity.
+
+    ``where(sequence, token)`` names that tag's place (``file:line``, or a dataset row). A corpus that also
+    begins entities with B- (as IOB2 does) is an IOB2 file with stray I- tags: a warning says so, and how to
+    be strict instead. A corpus that never does is plain IOB1 (CoNLL-2003): said at info level.
+    """
+    if scheme != "iob1":
+        return
+    found, iob2_like = None, False
+    for i, tags in enumerate(tag_sequences):
+        previous: str | None = None
+        for k, tag in enumerate(tags):
+            parsed = _try_parse(tag)
+            label = parsed[1] if parsed else None
+            if parsed and parsed[0] == "I" and label != previous and found is None:
+                found = (i, k, tag, "O" if previous is None else "a tag of another type")
+            if parsed and parsed[0] == "B" and label != previous:
+                iob2_like = True
+            previous = label
+        if found is not None and iob2_like:
+            break
+    if found is None:
+        return
+    i, k, tag, before = found
+    at = where(i, k)
+    if iob2_like:
+        log.warning("%s: %s follows %s, which IOB2 does not allow; read as IOB1 (an I- tag may begin an entity, "
+                    "which gives the same spans); set scheme 'iob2' to stop at such tags instead", at, tag, before)
+    else:
+        log.info("%s: %s begins an entity, so the tags are read as IOB1 (as in CoNLL-2003); set scheme to "
+                 "override", at, tag)
 
 
 def spans_from_tags(tags: Sequence[str], scheme: str) -> list[Span]:
