@@ -12,8 +12,8 @@ import torch
 from nerre.atomic import atomic_folder
 from nerre.errors import AdapterError, MissingPathError, NerreError
 from nerre.example import Example
-from nerre.loaders.textfile import json_error
 from nerre.formulation import Formulation, get_formulation
+from nerre.loaders.textfile import json_error
 from nerre.models import load_model, load_tokenizer, resolve_model
 from nerre.prompt import PromptBuilder, PromptSettings
 from nerre.schema import Schema

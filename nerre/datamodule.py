@@ -232,7 +232,6 @@ class ExtractionData(LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
-        from transformers.trainer_pt_utils import LengthGroupedSampler
 
         if "train" not in self.paths:
             raise ConfigError("fitting needs training data: set data.train")

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from nerre.adapter import AdapterSettings, load_adapter
-from nerre.errors import ConfigError, DataError
+from nerre.atomic import atomic_open
+from nerre.errors import ConfigError, MissingPathError
 from nerre.example import Entity, Example, Relation, Token
 from nerre.prompt import prompt_ids
 
@@ -103,7 +104,7 @@ class Extractor:
         windows = [(i, piece) for i, ex in enumerate(examples) for piece in self.split(ex)]
         expected = Counter(i for i, _ in windows)
         results: dict[int, list[tuple[Example, Counter, str]]] = {i: [] for i in range(len(examples))}
-        bar = _progress(len(windows), progress)
+        bar = _progress(len(examples), progress)  # counts texts, however many windows each takes
         done, chunk = 0, 8 * self.batch_size  # decoded together; predictions are yielded after each chunk
         for start in range(0, len(windows) + 1, chunk):
             batch = windows[start : start + chunk]
@@ -111,9 +112,9 @@ class Extractor:
             for (i, piece), output in zip(batch, outputs):
                 decoded = self.formulation.decode(piece.text, output)
                 results[i].append((decoded.as_example(piece), decoded.defects, output))
-            bar.update(len(batch))
             while done < len(examples) and (len(results[done]) == expected[done] or start + chunk > len(windows)):
                 yield _merge(examples[done], results.pop(done))
+                bar.update(1)
                 done += 1
         bar.close()
 
@@ -191,20 +192,17 @@ def _progress(total: int, enabled: bool) -> Any:
 def read_inputs(path: str | Path, format: str | None = None) -> list[Example]:
     """Examples to predict on: raw text (one document per line) or any corpus format nerre reads."""
     from nerre.loaders import detect_format, load_examples
+    from nerre.loaders.textfile import read_text
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: input file not found")
+        raise MissingPathError(f"{path}: input file not found; check the path")
     fmt = format or detect_format(path)
     if format is None and fmt == "conll" and not _looks_like_conll(path):
         fmt = "text"
     if fmt != "text":
         return load_examples(path, fmt)
-    try:
-        content = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(path, f"not UTF-8 text (byte {err.start}); convert the file to UTF-8") from None
-    lines = content.split("\n")
+    lines = read_text(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [Example(line[:-1] if line.endswith("\r") else line, id=f"{path.name}:{n}")
@@ -213,7 +211,8 @@ def read_inputs(path: str | Path, format: str | None = None) -> list[Example]:
 
 def _looks_like_conll(path: Path) -> bool:
     """A column file: most non-blank lines end in a tag (O, B-X, I-X, ...)."""
-    lines = [ln.split() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()[:200]]
+    head = path.read_bytes()[: 1 << 16].decode("utf-8", errors="replace").removeprefix("\ufeff")
+    lines = [ln.split() for ln in head.split("\n")[:200]]
     lines = [ln for ln in lines if ln and ln[0] != "-DOCSTART-"]
     return bool(lines) and sum(len(ln) >= 2 and bool(_TAG_LINE.match(ln[-1])) for ln in lines) >= 0.9 * len(lines)
 
@@ -249,19 +248,30 @@ def predict(
         base_model: use this base model instead of the one recorded with the adapter.
         limit: predict only the first N examples.
     """
+    out_path = Path(output)
+    for option, value in (("output", output), ("spacy", spacy), ("html", html)):
+        if value is not None and Path(value).is_dir():
+            suffix = "jsonl" if option == "output" else option
+            raise ConfigError(f"--{option} {value} is a folder; name the file to write, e.g. "
+                              f"{Path(value) / 'predictions'}.{suffix}")
     examples = read_inputs(input, format)[:limit]
     extractor = Extractor.load(adapter, base_model=base_model, constrained=constrained, batch_size=batch_size)
-    out_path = Path(output)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     predictions: list[Prediction] = []
     defects: Counter = Counter()
     started = time.perf_counter()
-    with out_path.open("w", encoding="utf-8") as out:
-        for prediction in extractor.predict(examples, progress=True):
-            out.write(json.dumps(prediction.to_dict(), ensure_ascii=False) + "\n")
-            out.flush()  # what is written stays written, whatever happens next
-            predictions.append(prediction)
-            defects.update(prediction.defects)
+    partial = out_path.with_name(out_path.name + ".partial")
+    try:  # written as it goes to a temporary file, renamed to ``output`` when complete
+        with atomic_open(out_path, "w", keep_partial=partial) as out:
+            for prediction in extractor.predict(examples, progress=True):
+                out.write(json.dumps(prediction.to_dict(), ensure_ascii=False) + "\n")
+                out.flush()  # what is written stays written, whatever happens next
+                predictions.append(prediction)
+                defects.update(prediction.defects)
+    except BaseException:
+        log.warning("prediction stopped after %d of %d texts; those are in %s", len(predictions), len(examples),
+                    partial)
+        raise
+    partial.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     summary: dict[str, Any] = {
         "examples": len(predictions),

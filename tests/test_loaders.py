@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nerre.errors import DataError
+from nerre.errors import ConfigError, DataError
 from nerre.example import Entity, Example, Relation
 from nerre.loaders import (
     FORMATS,
@@ -561,7 +561,7 @@ def test_load_examples_dispatch_and_options(tmp_path):
     assert len(load_examples(path, format="conll", scheme="iob1")[0].entities) == 2
     with pytest.raises(ValueError, match="unknown format 'xml'; choose one of conll, spert, jsonl, hf"):
         load_examples(path, format="xml")
-    with pytest.raises(TypeError, match="does not take option.*split.*it takes scheme"):
+    with pytest.raises(ConfigError, match="does not take option.*split.*it takes scheme"):
         load_examples(path, split="train")
 
 

@@ -125,7 +125,9 @@ def test_nothing_written_is_lost_when_prediction_fails(tiny_adapter, tmp_path, m
     out = tmp_path / "pred.jsonl"
     with pytest.raises(RuntimeError, match="out of memory"):
         predict(adapter=str(tiny_adapter), input=str(raw), output=str(out), batch_size=1)  # chunks of 8 lines
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert not out.exists()  # the output appears only when complete; what was done is kept beside it
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("pred")] == ["pred.jsonl.partial"]
+    records = [json.loads(line) for line in (tmp_path / "pred.jsonl.partial").read_text().splitlines()]
     assert [r["id"] for r in records] == [f"raw.txt:{n}" for n in range(1, 9)]
     assert all(len(r["entities"]) == 2 for r in records)
 

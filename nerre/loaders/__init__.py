@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nerre.errors import ConfigError
 from nerre.example import Entity, Example, Relation, Token
 from nerre.loaders.conll import read_conll
 from nerre.loaders.hf import read_hf
@@ -59,20 +60,19 @@ def load_examples(path: str | Path, format: str | None = None, **options: Any) -
     ``options`` go to the reader (e.g. ``scheme="iob1"`` for ``conll``, ``split="test"`` for ``hf``).
 
     Raises:
-        ValueError: for an unknown format.
-        TypeError: for an option the reader does not take.
+        nerre.errors.ConfigError: for an unknown format, or an option the reader does not take.
         nerre.errors.DataError: for bad data.
     """
     fmt = detect_format(path) if format is None else format.lower()
     if fmt not in _READERS:
-        raise ValueError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     reader = _READERS[fmt]
     accepted = list(inspect.signature(reader).parameters)[1:]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise TypeError(
-            f"format {fmt!r} does not take option(s) {', '.join(unknown)}; "
-            f"it takes {', '.join(accepted) if accepted else 'no options'}"
+        raise ConfigError(
+            f"{path}: format {fmt!r} does not take option(s) {', '.join(unknown)}; "
+            f"it takes {', '.join(accepted) if accepted else 'no options'} (data.reader_options)"
         )
     return reader(path, **options)
 

@@ -84,10 +84,13 @@ def read_predictions(path: str | Path) -> list[Example]:
 
 
 def write_jsonl(examples: Iterable[Example], path: str | Path) -> Path:
-    """Write ``Example.to_dict()`` one per line (UTF-8, ``ensure_ascii=False``): nerre's prediction format."""
+    """Write ``Example.to_dict()`` one per line (UTF-8, ``ensure_ascii=False``): nerre's prediction format.
+
+    The file is written beside ``path`` and renamed into place when complete."""
+    from nerre.atomic import atomic_open
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="\n") as f:
+    with atomic_open(path, "w", newline="\n") as f:
         for example in examples:
             f.write(json.dumps(example.to_dict(), ensure_ascii=False) + "\n")
     return path
@@ -100,7 +103,7 @@ def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
         try:
             record = json.loads(line)
         except (ValueError, RecursionError) as e:
-            raise DataError(path, f"not valid JSON: {json_error(e)}; each line must be one JSON object", line=number)
+            raise DataError(path, f"not valid JSON: {json_error(e)}; each line must be one JSON object", line=number) from None
         if not isinstance(record, dict):
             raise DataError(path, f"expected a JSON object, found {type(record).__name__}", line=number)
         yield number, record

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
+from nerre.errors import ConfigError
+
 SCHEMES = ("iob1", "iob2", "bioes")
 _ALIASES = {"bio": "iob2", "iob": "iob2", "iobes": "bioes", "bilou": "bioes"}
 _PREFIXES = frozenset("BIESLU")
@@ -31,7 +33,7 @@ def normalize_scheme(scheme: str) -> str:
     """The canonical name of a scheme (``bilou`` -> ``bioes``, ``bio`` -> ``iob2``); ValueError if unknown."""
     name = _ALIASES.get(scheme.lower(), scheme.lower())
     if name not in SCHEMES:
-        raise ValueError(f"unknown tag scheme {scheme!r}; choose one of {', '.join(SCHEMES)} (or 'auto' to detect)")
+        raise ConfigError(f"unknown tag scheme {scheme!r}; choose one of {', '.join(SCHEMES)} (or 'auto' to detect)")
     return name
 
 
