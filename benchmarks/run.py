@@ -6,7 +6,7 @@ It writes ``benchmarks/results/<name>/``:
 
 - ``result.json``: entity P/R/F1 overall and per type, relation F1 (strict and boundaries), recall on
   seen and unseen mentions, defects, training tokens/s, prediction sentences/s, peak memory, wall times,
-  model, adapter settings, seed, data files with their SHA-256, git commit, and the exact command;
+  model, adapter settings, seed, data files (relative to the data folder) with their SHA-256, git commit, and the exact command;
 - ``result.md``: the same as a Markdown table;
 - ``learning_curve.png`` (training loss and dev F1 against steps) and ``per_type_f1.png``;
 - ``predictions.jsonl`` and the run folder (``run/``: config.yaml, metrics.csv, checkpoints, adapter).
