@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import pickle
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from nerre.errors import NerreError, user_error
+from nerre.errors import ConfigError, MissingPathError, NerreError, user_error
 
 TRAINING_COMMANDS = ("fit", "validate", "test")
 DEFAULT_RUNS_DIR = "runs"
@@ -149,6 +151,19 @@ def run_training(args: Sequence[str]) -> Any:
                                  "step_checkpoint.every_n_train_steps": 50, "step_checkpoint.save_top_k": 1,
                                  "step_checkpoint.filename": "latest-{step}"})
 
+        def _parse_ckpt_path(self) -> None:
+            subcommand = self.config.get("subcommand")
+            path = self.config[subcommand].get("ckpt_path") if subcommand else None
+            if path and not str(path).startswith(("last", "best", "hpc", "registry")) and not Path(path).is_file():
+                raise MissingPathError(f"{path}: checkpoint not found; pass a .ckpt file from a run's checkpoints/ "
+                                       "folder")
+            try:
+                super()._parse_ckpt_path()
+            except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+                detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+                raise ConfigError(f"{path}: cannot read this checkpoint ({detail}); resume from another checkpoint "
+                                  "of the run") from None
+
         def before_instantiate_classes(self) -> None:
             trainer = self.config[self.subcommand].trainer
             logger = trainer.get("logger")
@@ -195,6 +210,9 @@ def main(args: Sequence[str] | None = None) -> None:
     except NerreError as err:
         print(f"nerre: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:  # (training handles its own Ctrl-C: it saves a checkpoint and exits 1)
+        print("nerre: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 def run(args: Sequence[str]) -> Any:

@@ -191,6 +191,17 @@ def test_missing_data_file(tiny_model_dir, tmp_path, capsys):
     assert message == f"{TINY_DATA / 'missing.jsonl'}: no such file; check the path or data_dir (now {TINY_DATA})"
 
 
+def test_resuming_from_a_missing_or_damaged_checkpoint(tiny_model_dir, tmp_path, capsys, no_model_load):
+    missing = tmp_path / "nope.ckpt"
+    assert nerre_error(fit_args(tiny_model_dir, tmp_path, "--ckpt_path", str(missing)), capsys) == (
+        f"{missing}: checkpoint not found; pass a .ckpt file from a run's checkpoints/ folder")
+    for name, content in (("damaged.ckpt", b"not a checkpoint"), ("cut.ckpt", b"PK\x03\x04\x14\x00")):
+        damaged = write(tmp_path / name, content)
+        message = nerre_error(fit_args(tiny_model_dir, tmp_path, "--ckpt_path", str(damaged)), capsys)
+        assert message.startswith(f"{damaged}: cannot read this checkpoint (")
+        assert message.endswith("); resume from another checkpoint of the run")
+
+
 def test_enable_checkpointing_false_is_honoured(tiny_model_dir, tmp_path):
     main(fit_args(tiny_model_dir, tmp_path, "--trainer.enable_checkpointing", "false", "--trainer.max_steps", "2"))
     assert not list(tmp_path.glob("runs/**/*.ckpt"))
@@ -387,11 +398,15 @@ def test_iob2_file_read_as_iob1_is_announced_in_one_line(tmp_path, caplog):
         load_examples(path, scheme="iob2")
 
 
-def test_plain_iob1_is_said_at_info_level(data_dir, caplog):
+@pytest.mark.parametrize("split", ["train.txt", "test.txt"])
+def test_plain_iob1_is_said_at_info_level(data_dir, caplog, split):
     with caplog.at_level(logging.INFO):
-        load_examples(data_dir / "conll2003/test.txt")
+        load_examples(data_dir / "conll2003" / split)
     (notice,) = [r for r in caplog.records if "IOB1" in r.getMessage()]
-    assert notice.levelno == logging.INFO and "begins an entity, so the tags are read as IOB1" in notice.getMessage()
+    assert notice.levelno == logging.INFO
+    first = {"train.txt": "3: I-ORG begins a sentence", "test.txt": "5: I-LOC follows O"}[split]
+    assert notice.getMessage() == (f"{data_dir / 'conll2003' / split}:{first}, beginning an entity, so the tags are "
+                                   "read as IOB1 (as in CoNLL-2003); set scheme to override")
 
 
 def test_unknown_scheme_option(tmp_path, capsys):

@@ -90,35 +90,33 @@ def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
 def announce_scheme(scheme: str, tag_sequences: Sequence[Sequence[str]], where: Callable[[int, int], str]) -> None:
     """Say in one line why a detected scheme is IOB1: the first I- tag that begins an entity.
 
-    ``where(sequence, token)`` names that tag's place (``file:line``, or a dataset row). A corpus that also
+    ``where(sequence, token)`` names that tag's place (``file:line``, or a dataset row). A corpus that mostly
     begins entities with B- (as IOB2 does) is an IOB2 file with stray I- tags: a warning says so, and how to
-    be strict instead. A corpus that never does is plain IOB1 (CoNLL-2003): said at info level.
+    be strict instead. One that mostly begins them with I- is IOB1 (CoNLL-2003): said at info level.
     """
     if scheme != "iob1":
         return
-    found, iob2_like = None, False
+    found, starts = None, {"B": 0, "I": 0}  # how entities begin: B- (IOB2's way) or I- (IOB1's)
     for i, tags in enumerate(tag_sequences):
         previous: str | None = None
         for k, tag in enumerate(tags):
             parsed = _try_parse(tag)
             label = parsed[1] if parsed else None
-            if parsed and parsed[0] == "I" and label != previous and found is None:
-                found = (i, k, tag, "O" if previous is None else "a tag of another type")
-            if parsed and parsed[0] == "B" and label != previous:
-                iob2_like = True
+            if parsed and parsed[0] in starts and label != previous:
+                starts[parsed[0]] += 1
+                if parsed[0] == "I" and found is None:
+                    found = (i, k, f"{tag} follows {tags[k - 1]}" if k else f"{tag} begins a sentence")
             previous = label
-        if found is not None and iob2_like:
-            break
+    iob2_like = starts["B"] > starts["I"]
     if found is None:
         return
-    i, k, tag, before = found
-    at = where(i, k)
+    i, k, what = found
     if iob2_like:
-        log.warning("%s: %s follows %s, which IOB2 does not allow; read as IOB1 (an I- tag may begin an entity, "
-                    "which gives the same spans); set scheme 'iob2' to stop at such tags instead", at, tag, before)
+        log.warning("%s: %s, which IOB2 does not allow; read as IOB1 (an I- tag may begin an entity, which gives "
+                    "the same spans); set scheme 'iob2' to stop at such tags instead", where(i, k), what)
     else:
-        log.info("%s: %s begins an entity, so the tags are read as IOB1 (as in CoNLL-2003); set scheme to "
-                 "override", at, tag)
+        log.info("%s: %s, beginning an entity, so the tags are read as IOB1 (as in CoNLL-2003); set scheme to "
+                 "override", where(i, k), what)
 
 
 def spans_from_tags(tags: Sequence[str], scheme: str) -> list[Span]:
