@@ -104,6 +104,11 @@ def test_brat_round_trip(tmp_path):
     back = read_brat(tmp_path / "rich")
     assert [x.id for x in back] == ["docs/one", "three", "two"]
     assert {x.id: x for x in back} == {x.id: x for x in rich()}
+    spaced = Example("Ann met Bob", [Entity(0, 3, "a person"), Entity(8, 11, "PER")], id="s")
+    spaced.relations = [Relation(spaced.entities[0], spaced.entities[1], "met with")]
+    notes = write_examples([spaced], tmp_path / "spaced", "brat")
+    assert triples(read_brat(tmp_path / "spaced")[0]) == [("Ann", "met_with", "Bob")]
+    assert str(notes) == "2 labels holding spaces written with '_' (a BRAT type cannot hold spaces) (first: a person)"
 
 
 # -- doccano --------------------------------------------------------------------------------------------
@@ -268,3 +273,22 @@ def test_every_format_round_trips(tmp_path):
         assert [(x.text, x.entities, x.relations) for x in again] == [(x.text, x.entities, x.relations) for x in once]
         if fmt != "conll":  # column files name their examples by file and line
             assert again == once, fmt
+
+
+@pytest.mark.parametrize("reader", [read_brat, read_doccano, read_labelstudio, read_json, read_docbin])
+def test_missing_empty_and_non_utf8_files(reader, tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        reader(tmp_path / "missing.json")
+    if reader is read_docbin:
+        return
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n \n")
+    if reader is read_brat:  # an empty .txt is an empty document
+        assert read_brat(empty) == [Example("\n \n", id="empty")]
+    else:
+        with pytest.raises(DataError, match="holds no records"):
+            reader(empty)
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes('{"text": "café"}\n'.encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.txt:1: not UTF-8 text"):
+        reader(latin1)

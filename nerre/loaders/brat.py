@@ -168,20 +168,30 @@ def write_brat(examples: Iterable[Example], path: str | Path) -> ReadNotes:
     """Write one ``.txt`` (the text, byte for byte) and one ``.ann`` per example into the folder ``path``.
 
     Entities become ``T`` lines (a span across a line break is written as fragments split there, as brat
-    does), relations ``R`` lines. File names come from the example ids (``doc{n}`` when an id is missing).
+    does), relations ``R`` lines; spaces in a label become ``_`` (counted). File names come from the example
+    ids (``doc{n}`` when an id is missing).
     """
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
+    notes = ReadNotes()
+
+    def brat_type(label: str) -> str:
+        if any(c.isspace() for c in label):
+            notes.add("labels holding spaces written with '_' (a BRAT type cannot hold spaces)", label)
+            return "_".join(label.split())
+        return label
+
     for n, example in enumerate(examples):
         stem = _file_stem(example.id, n, used)
         (folder / stem).parent.mkdir(parents=True, exist_ok=True)
         (folder / f"{stem}.txt").write_bytes(example.text.encode("utf-8"))
         ids = {e: f"T{k}" for k, e in enumerate(example.entities, start=1)}
-        lines = [f"{ids[e]}\t{e.label} {_fragments(example.text, e)}" for e in example.entities]
-        lines += [f"R{k}\t{r.label} Arg1:{ids[r.head]} Arg2:{ids[r.tail]}" for k, r in enumerate(example.relations, 1)]
+        lines = [f"{ids[e]}\t{brat_type(e.label)} {_fragments(example.text, e)}" for e in example.entities]
+        lines += [f"R{k}\t{brat_type(r.label)} Arg1:{ids[r.head]} Arg2:{ids[r.tail]}"
+                  for k, r in enumerate(example.relations, 1)]
         (folder / f"{stem}.ann").write_bytes("".join(line + "\n" for line in lines).encode("utf-8"))
-    return ReadNotes()
+    return notes
 
 
 def _fragments(text: str, entity: Entity) -> str:

@@ -45,6 +45,8 @@ def read_records(path: str | Path, layout: str | None = None, objects: bool = Tr
     path = Path(path)
     text = read_text(path)
     stripped = text.lstrip()
+    if not stripped:
+        raise DataError(path, "the file holds no records")
     if layout is None and stripped.startswith("{") and _single_object(stripped):
         return _check([Record(json.loads(text), line=1)], path, objects), "jsonl"  # one record, maybe over lines
     layout = layout or ("json" if stripped.startswith("[") else "jsonl")
