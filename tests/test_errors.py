@@ -349,7 +349,7 @@ def test_conll_byte_order_mark_is_stripped_and_said_once(tmp_path, capsys, caplo
                  b"runs VBZ B-VP O\n")
     with caplog.at_level(logging.WARNING):
         main(["data", "stats", str(path)])
-    assert json.loads(capsys.readouterr().out)["sentences"] == 1  # -DOCSTART- is not a sentence
+    assert json.loads(capsys.readouterr().out)["examples"] == 1  # -DOCSTART- is not a sentence
     (example,) = load_examples(path)
     assert example.text == "John Doe runs" and example.span_text(example.entities[0]) == "John Doe"
     assert caplog.text.count("starts with a UTF-8 byte-order mark; ignored") == 2  # once per read, two reads

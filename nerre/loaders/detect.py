@@ -47,7 +47,7 @@ def candidates(path: Path) -> tuple[list[str], str, list[str]]:
         return ["brat"], "a BRAT .ann/.txt pair", []
     if suffix == ".spacy":
         return ["spacy"], "a .spacy file", []
-    text = read_text(path)
+    text = read_text(path, quiet=True)
     if suffix in (".json", ".jsonl") or text.lstrip()[:1] in ("{", "["):
         return _json_candidates(path)
     fits, reason = looks_like_columns(text)
@@ -55,7 +55,7 @@ def candidates(path: Path) -> tuple[list[str], str, list[str]]:
 
 
 def _json_candidates(path: Path) -> tuple[list[str], str, list[str]]:
-    records, layout = read_records(path, objects=False)
+    records, layout = read_records(path, objects=False, quiet=True)
     strong: set[str] = set()
     weak: set[str] = set()
     for record in (r.data for r in records[:_SAMPLE]):

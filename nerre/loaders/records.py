@@ -29,7 +29,8 @@ class Record:
         return f"{path.name}:{self.line if self.line is not None else self.index}"
 
 
-def read_records(path: str | Path, layout: str | None = None, objects: bool = True) -> tuple[list[Record], str]:
+def read_records(path: str | Path, layout: str | None = None, objects: bool = True,
+                 quiet: bool = False) -> tuple[list[Record], str]:
     """The records of ``path`` and how the file holds them: ``"jsonl"`` or ``"json"``.
 
     Args:
@@ -38,12 +39,13 @@ def read_records(path: str | Path, layout: str | None = None, objects: bool = Tr
             non-blank character is ``[`` is a JSON list, and anything else JSON Lines (a file holding a single
             JSON object, even over several lines, is one record).
         objects: require every record to be a JSON object.
+        quiet: say nothing of a byte-order mark (for format detection, which reads before the reader).
 
     Raises:
         DataError: naming the line or record for broken JSON, a non-object record, or an empty file.
     """
     path = Path(path)
-    text = read_text(path)
+    text = read_text(path, quiet)
     stripped = text.lstrip()
     if not stripped:
         raise DataError(path, "the file holds no records")
