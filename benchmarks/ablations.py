@@ -37,6 +37,8 @@ from pathlib import Path
 from results_table import pct, rate
 from run import RESULTS, run_benchmark
 
+from nerre.atomic import write_text
+
 VARIANTS: dict[str, tuple[list[str], str]] = {  # name: (the override, what it changes)
     "baseline": ([], "inline tags, loss on the answer, label descriptions, constrained decoding"),
     "json": (["--data.formulation", "json"], "JSON records with character offsets instead of inline tags"),
@@ -149,8 +151,8 @@ def markdown(table: dict[str, dict]) -> str:
 def write_comparison(results: Path) -> None:
     """``comparison.json``, ``comparison.md`` and ``comparison.png`` under ``results``."""
     table = comparison(results)
-    (results / "comparison.json").write_text(json.dumps(table, indent=2) + "\n")
-    (results / "comparison.md").write_text(markdown(table))
+    write_text(results / "comparison.json", json.dumps(table, indent=2) + "\n")
+    write_text(results / "comparison.md", markdown(table))
 
     import matplotlib
 

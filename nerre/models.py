@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from nerre.errors import ConfigError
+from nerre.errors import ConfigError, MissingPathError
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def resolve_model(name_or_path: str) -> str:
         return str(folder)
     if _looks_like_path(name_or_path):
         what = "is a file, not a model folder" if folder.exists() else "does not exist"
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"model path {name_or_path!r} {what}. Pass a folder saved with save_pretrained "
             f"(config.json, weights, tokenizer files), a Hugging Face Hub id, or an offline model: "
             f"{', '.join(OFFLINE_MODELS)}."
@@ -171,7 +171,7 @@ def ensure_offline_model(name: str = DEFAULT_MODEL) -> Path:
         return target
     if target.exists():
         missing = [file for file in _CHECKPOINT_FILES if not (target / file).is_file()]
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"{target} exists but is not a complete checkpoint (missing {', '.join(missing)}); "
             f"delete that folder to have {name!r} converted again."
         )
@@ -184,7 +184,7 @@ def ensure_offline_model(name: str = DEFAULT_MODEL) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".gguf-") as scratch:
         gguf_file = spec.gguf(package_dir, Path(scratch))
         if not gguf_file.is_file():
-            raise FileNotFoundError(f"{gguf_file}: the GGUF file of {spec.package} is missing; reinstall it: "
+            raise MissingPathError(f"{gguf_file}: the GGUF file of {spec.package} is missing; reinstall it: "
                                     f"`{spec.install} --force-reinstall`")
         source = {"package": spec.package, "version": _version(spec.package), "sha256": _sha256(gguf_file)}
         convert_gguf(gguf_file, target, source=source)
@@ -282,17 +282,32 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
 
     ``padding_side`` is left to the caller (right for training, left for batched generation).
     """
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name_or_path))
+    resolved = resolve_model(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
+    except (OSError, ValueError) as err:  # no tokenizer files, or a hub id that cannot be reached
+        raise ConfigError(f"cannot load the tokenizer of {name_or_path!r}: {_first_line(err)}; pass a folder "
+                          "saved with save_pretrained (with its tokenizer files) or a reachable model id") from None
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise ValueError(f"tokenizer of {name_or_path!r} has neither a pad nor an eos token")
+            raise ConfigError(f"tokenizer of {name_or_path!r} has neither a pad nor an eos token; set one")
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
 def load_model(name_or_path: str, dtype: torch.dtype = torch.float32, **kwargs: Any) -> PreTrainedModel:
     """Load a causal LM (extra keyword arguments go to ``from_pretrained``)."""
-    return AutoModelForCausalLM.from_pretrained(resolve_model(name_or_path), dtype=dtype, **kwargs)
+    resolved = resolve_model(name_or_path)
+    try:
+        return AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype, **kwargs)
+    except OSError as err:  # no weights, damaged weights, or a hub id that cannot be reached
+        raise ConfigError(f"cannot load model {name_or_path!r}: {_first_line(err)}; pass a folder saved with "
+                          f"save_pretrained, a reachable model id, or an offline model ({', '.join(OFFLINE_MODELS)})"
+                          ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 def cpu_has_native_bf16() -> bool:

@@ -333,6 +333,15 @@ def test_a_folder_named_like_no_offline_model_is_a_path(tmp_path, monkeypatch):
         models.offline_model_dir("smollm2")
 
 
+def test_a_folder_without_weights_is_an_error_that_lists_the_offline_models(tmp_path):
+    tok = tiny_tokenizer()
+    tok.save_pretrained(tmp_path)
+    tiny_model(tok).config.save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match=r"cannot load model .*; pass a folder saved with save_pretrained, a "
+                                          r"reachable model id, or an offline model \(gemma-3-270m, smollm2-135m\)$"):
+        load_model(str(tmp_path))
+
+
 def test_convert_gguf_dequantizes_a_q4_1_llama_with_its_tokenizer_and_chat_template(tmp_path):
     import gguf
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning import Callback
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
 
@@ -172,3 +173,14 @@ def tiny_gguf(path: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, seed: int 
     writer.write_tensors_to_file()
     writer.close()
     return Path(path)
+
+
+class StopAt(Callback):
+    """Raises ``KeyboardInterrupt`` before training step ``step``: Ctrl-C, on cue."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt

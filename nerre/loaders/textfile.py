@@ -4,6 +4,7 @@ errors that name the file and the line."""
 from __future__ import annotations
 
 import codecs
+import json
 import logging
 from pathlib import Path
 
@@ -38,3 +39,14 @@ def read_text(path: str | Path) -> str:
             path, f"not UTF-8 text (byte 0x{data[e.start]:02x} at column {column}); re-save the file as UTF-8",
             line=line,
         ) from e
+
+
+def json_error(error: ValueError | RecursionError) -> str:
+    """What the JSON decoder found wrong, with the column (and line, for multi-line documents)."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    if not isinstance(error, json.JSONDecodeError):
+        return str(error)
+    message = error.msg.removesuffix(" at")  # "Invalid control character at" would read "at at column"
+    where = f"line {error.lineno} column {error.colno}" if error.doc.count("\n") else f"column {error.colno}"
+    return f"{message} at {where}"
