@@ -182,8 +182,8 @@ def test_no_data(tiny_model_dir, tmp_path, capsys):
 def test_reader_option_that_does_not_apply(tiny_model_dir, tmp_path, capsys, no_model_load):
     args = fit_args(tiny_model_dir, tmp_path, "--data.reader_options", "{scheme: iob2}")
     assert nerre_error(args, capsys) == (
-        f"{TINY_DATA / 'tiny.jsonl'}: format 'jsonl' does not take option(s) scheme; it takes text_field, "
-        "spans_field, label_key, value_key, start_key, end_key, relations_field (data.reader_options)")
+        f"{TINY_DATA / 'tiny.jsonl'}: reader option(s) scheme do not apply to format 'jsonl'; it takes text_field, "
+        "spans_field, label_key, value_key, start_key, end_key, relations_field")
 
 
 def test_missing_data_file(tiny_model_dir, tmp_path, capsys):

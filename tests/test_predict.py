@@ -141,7 +141,10 @@ def test_bad_adapter_and_input_errors(tiny_adapter, tiny_model_dir, tmp_path):
         read_inputs(tmp_path / "missing.txt")
     binary = tmp_path / "bad.txt"
     binary.write_bytes(b"\xff\xfe\x00 broken")
-    with pytest.raises(ValueError, match="UTF-16 text; re-save it as UTF-8"):
+    with pytest.raises(ValueError, match="the file is UTF-16 text; re-save it as UTF-8"):
+        read_inputs(binary)
+    binary.write_bytes("Café\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"bad.txt:1: not UTF-8 text \(byte 0xe9 at column 4\)"):
         read_inputs(binary)
     other_base = tmp_path / "other-base"
     _other_model(other_base)
