@@ -8,6 +8,8 @@ Each variant is one ``benchmarks/run.py`` run with one config override:
 - ``baseline``: inline tags, loss on the answer only, label descriptions in the prompt, constrained
   decoding (and, from the same adapter, unconstrained decoding: F1 and hallucination counts);
 - ``json``: JSON records with character offsets instead of inline tags;
+- ``bio``: a ``token TAG`` line per input token (IOB2) instead of inline tags (free generation: it has
+  no constrained decoder yet);
 - ``no-descriptions``: label names only in the prompt;
 - ``loss-all``: loss on the whole sequence, prompt included.
 
@@ -28,11 +30,12 @@ from run import RESULTS, run_benchmark
 VARIANTS: dict[str, tuple[list[str], str]] = {  # name: (the override, what it changes)
     "baseline": ([], "inline tags, loss on the answer, label descriptions, constrained decoding"),
     "json": (["--data.formulation", "json"], "JSON records with character offsets instead of inline tags"),
+    "bio": (["--data.formulation", "bio"], "a token TAG line per input token (IOB2) instead of inline tags"),
     "no-descriptions": (["--data.prompt.describe_labels", "false"], "label names only in the prompt"),
     "loss-all": (["--data.loss_on", "all"], "loss on the whole sequence, prompt included"),  # the slowest
 }
 UNCONSTRAINED = "baseline, unconstrained"
-MISPLACED = ("hallucinated_entity", "wrong_offsets", "text_drift")  # output that does not match the input
+MISPLACED = ("hallucinated_entity", "wrong_offsets", "text_drift", "token_drift")  # output that does not match the input
 
 
 def main() -> None:
