@@ -53,7 +53,7 @@ SAME_WALL_CLOCK = {"smollm2-time": ("baseline", "smollm2-steps")}
 the same model whose pace projects their step count)."""
 STEP_MARGIN = 1.1
 UNCONSTRAINED = "baseline, unconstrained"
-MISPLACED = ("hallucinated_entity", "wrong_offsets", "text_drift")  # output that does not match the input
+MISPLACED = ("hallucinated_entity", "wrong_offsets", "text_drift", "token_drift")  # output that does not match the input
 
 
 def main() -> None:

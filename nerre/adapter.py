@@ -29,7 +29,7 @@ class AdapterSettings:
 
     Args:
         base_model: the base model name or folder the adapter was trained on.
-        formulation: ``tagged`` or ``json``.
+        formulation: ``tagged``, ``json`` or ``bio``.
         schema: entity and relation labels.
         prompt: prompt settings.
         shots: few-shot examples shown in the prompt.

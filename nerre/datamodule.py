@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import random
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -47,7 +48,9 @@ class ExtractionData(LightningDataModule):
         types_file: SpERT-style types JSON giving label display names (relative to ``data_dir``).
         schema: the labels, with display names and descriptions; overrides ``types_file``. Inferred
             from the training data when neither is given.
-        formulation: ``tagged`` (inline tags, then relation triples) or ``json`` (records with offsets).
+        formulation: ``tagged`` (inline tags, then relation triples), ``json`` (records with offsets) or
+            ``bio`` (a ``token TAG`` line per token, then relation triples; overlapping entities are left out,
+            and counted in a warning).
         prompt: what the prompt contains.
         model: the model whose tokenizer is used (linked to ``model.init_args.model``).
         max_length: longest training sequence (prompt + answer) in tokens. None (the default) fits the
@@ -75,7 +78,7 @@ class ExtractionData(LightningDataModule):
         reader_options: ReaderOptions | None = None,
         types_file: str | None = None,
         schema: Schema | None = None,
-        formulation: Literal["tagged", "json"] = "tagged",
+        formulation: Literal["tagged", "json", "bio"] = "tagged",
         prompt: PromptSettings | None = None,
         model: str = DEFAULT_MODEL,
         max_length: int | None = None,
@@ -108,6 +111,8 @@ class ExtractionData(LightningDataModule):
         self.schema = schema
         self.formulation: Formulation = get_formulation(formulation, schema)
         self._check_targets()
+        for split, examples in self.examples.items():
+            self._report_losses(split, examples)
         self.prompt_settings = prompt or PromptSettings()
         shots = random.Random(seed).sample(self.examples.get("train", []), min(self.prompt_settings.few_shot,
                                                                               len(self.examples.get("train", []))))
@@ -139,6 +144,21 @@ class ExtractionData(LightningDataModule):
             except ValueError as err:
                 raise DataError(self.paths["train"], str(err)) from None
 
+    def _report_losses(self, split: str, examples: list[Example]) -> None:
+        """Warn about the annotations of ``split`` that the formulation's answers cannot hold."""
+        lost: Counter = Counter()
+        for example in examples:
+            lost.update(self.formulation.representable(example)[1])
+        if lost:
+            entities = sum(len(ex.entities) for ex in examples)
+            relations = sum(len(ex.relations) for ex in examples)
+            kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(lost.items()))
+            log.warning(
+                "%s: the %s formulation cannot hold every annotation (%d entities, %d relations); it leaves out "
+                "%s. They are missing from the answers the model learns and count as misses in scores; the "
+                "tagged formulation holds them all", self.paths[split], self.formulation.name, entities, relations,
+                kinds)
+
     # -- settings an adapter needs to be reloaded ------------------------------------------
     def settings(self) -> dict[str, Any]:
         """Everything prediction needs to rebuild the prompts and decode the outputs."""
@@ -147,7 +167,8 @@ class ExtractionData(LightningDataModule):
             "schema": {"entities": [asdict(x) for x in self.schema.entities],
                        "relations": [asdict(x) for x in self.schema.relations]},
             "prompt": asdict(self.prompt_settings),
-            "shots": [ex.to_dict() for ex in self.prompts.shots],
+            "shots": [ex.to_dict() | {"tokens": [[t.start, t.end] for t in ex.tokens or []]}
+                      for ex in self.prompts.shots],
             "max_length": self.max_length,
         }
 

@@ -8,7 +8,7 @@ answers that are a faithful copy of the input with valid tags:
   token end (no empty, crossing or unclosed tags, at most ``max_nesting`` open at once);
 * when the schema has relation types, ``"\\nRelations:"`` and then at most ``max_relations``
   distinct lines ``"\\n{head} | {relation} | {tail}"`` whose arguments are entities tagged in this
-  very answer (named as :func:`~nerre.formulation.tagged.references` names them, head != tail,
+  very answer (named as :func:`~nerre.formulation.relations.references` names them, head != tail,
   and only lines the formulation's decoder reads back as the same triple);
 * end-of-sequence, allowed only once all of the above is complete.
 
@@ -56,7 +56,9 @@ from transformers import DynamicCache, PreTrainedTokenizerBase
 
 from nerre.example import Entity, Example, Relation, Token, tokenize
 from nerre.formulation import Formulation
-from nerre.formulation.tagged import RELATIONS_HEADER, TaggedText, references
+from nerre.formulation.base import Source
+from nerre.formulation.relations import RELATIONS_HEADER, parse_relations, references
+from nerre.formulation.tagged import TaggedText
 from nerre.models import causal_lm, decoder
 from nerre.prompt import PromptBuilder, prompt_ids
 
@@ -76,12 +78,10 @@ __all__ = [
     "valid_ids",
 ]
 
-Source = str | Example
-
-
-def answer_budget(source_tokens: int, has_relations: bool) -> int:
-    """A generous number of new tokens for the answer to a source of ``source_tokens`` tokens."""
-    return 2 * source_tokens + 32 + (4 * source_tokens if has_relations else 0)
+def answer_budget(source_tokens: int, has_relations: bool, scale: int = 2) -> int:
+    """A generous number of new tokens for the answer to a source of ``source_tokens`` tokens, whose entity
+    part takes up to ``scale`` tokens per source token (:attr:`Formulation.answer_scale`)."""
+    return scale * source_tokens + 32 + (4 * source_tokens if has_relations else 0)
 Progress = Callable[[int, int], None]
 
 
@@ -430,7 +430,7 @@ class TagGrammar:
                         line = f"{refs[h]} | {label} | {refs[t]}"
                         # skip the rare lines the tolerant decoder would misread (a mention holding " | ")
                         defects: Counter = Counter()
-                        read = self.formulation._parse_relations([line], entities, self.text, defects)
+                        read = parse_relations(self.formulation.schema, [line], entities, self.text, defects)
                         if not defects and read == [Relation(h, t, name)]:
                             lines.append(("\n" + line).encode())
             hit = self._lines_cache[ents] = _Lines(lines)
@@ -871,7 +871,8 @@ class FaithfulDecoder:
             return self.options.max_new_tokens
         if source_tokens is None:
             source_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return answer_budget(source_tokens, bool(self.formulation.schema.relations))
+        formulation = self.formulation
+        return answer_budget(source_tokens, bool(formulation.schema.relations), formulation.answer_scale)
 
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -1171,7 +1172,7 @@ def parse_answers(
     """Decode answers with the formulation's tolerant decoder: predictions and summed defect counts."""
     predictions, defects = [], Counter()
     for source, answer in zip(sources, answers):
-        decoded = formulation.decode(source.text if isinstance(source, Example) else source, answer)
+        decoded = formulation.decode(source, answer)
         defects.update(decoded.defects)
         predictions.append(decoded.as_example(source))
     return predictions, defects

@@ -61,7 +61,7 @@ class Extractor:
         settings: the nerre settings saved with the adapter.
         constrained: faithful decoding: the output can only copy the input and insert configured tags.
             False: plain greedy generation, whose defects are counted. None: constrained for the tagged
-            formulation, free for json (which has no constrained decoder).
+            formulation, free for json and bio (which have no constrained decoder yet).
         batch_size: texts decoded together.
     """
 
@@ -82,7 +82,7 @@ class Extractor:
                                                      max_length=settings.max_length))
         prompt_tokens = len(prompt_ids(tokenizer, self.prompts, ""))
         # the answer repeats the input with tags (and triples): keep inputs to a fraction of the window
-        self.window = max(16, (settings.max_length - prompt_tokens) // 3)
+        self.window = max(16, (settings.max_length - prompt_tokens) // (1 + self.formulation.answer_scale))
 
     @classmethod
     def load(cls, adapter: str | Path, base_model: str | None = None, constrained: bool | None = None,
@@ -110,7 +110,7 @@ class Extractor:
             batch = windows[start : start + chunk]
             outputs = self.generate([piece for _, piece in batch]) if batch else []
             for (i, piece), output in zip(batch, outputs):
-                decoded = self.formulation.decode(piece.text, output)
+                decoded = self.formulation.decode(piece, output)
                 results[i].append((decoded.as_example(piece), decoded.defects, output))
             while done < len(examples) and (len(results[done]) == expected[done] or start + chunk > len(windows)):
                 yield _merge(examples[done], results.pop(done))

@@ -33,7 +33,7 @@ class BaseTask(LightningModule):
         warmup: warm-up length, as a fraction of the training steps (< 1) or a number of steps.
         max_new_tokens: cap on generated tokens per answer in validation and test (None: from the input length).
         constrained: faithful constrained decoding in validation and test; None: constrained for the
-            tagged formulation, free greedy generation for json (which has no constrained decoder).
+            tagged formulation, free greedy generation for json and bio (which have no constrained decoder yet).
     """
 
     def __init__(
@@ -158,7 +158,7 @@ class BaseTask(LightningModule):
         gold, predictions, defects = [], [], Counter()
         for index, text in outputs:
             example = data.examples[split][index]
-            decoded = data.formulation.decode(example.text, text)
+            decoded = data.formulation.decode(example, text)
             defects.update(decoded.defects)
             gold.append(example)
             predictions.append(decoded.as_example(example))
@@ -203,7 +203,7 @@ class LoraTask(BaseTask):
         warmup: warm-up length, as a fraction of the training steps (< 1) or a number of steps.
         max_new_tokens: cap on generated tokens per answer in validation and test (None: from the input length).
         constrained: faithful constrained decoding in validation and test; None: constrained for the
-            tagged formulation, free greedy generation for json (which has no constrained decoder).
+            tagged formulation, free greedy generation for json and bio (which have no constrained decoder yet).
         lora_r: LoRA rank.
         lora_alpha: LoRA scaling numerator (the update is scaled by alpha / r).
         lora_dropout: dropout on the LoRA branch.

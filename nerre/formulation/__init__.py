@@ -1,19 +1,21 @@
 """Generative formulations: how an example becomes a target text and back."""
 
 from nerre.formulation.base import DEFECTS, Decoded, Formulation
+from nerre.formulation.bio import BioTags
 from nerre.formulation.json_records import JsonRecords
 from nerre.formulation.tagged import TaggedText
 from nerre.schema import Schema
 
-FORMULATIONS: dict[str, type[Formulation]] = {"tagged": TaggedText, "json": JsonRecords}
+FORMULATIONS: dict[str, type[Formulation]] = {"tagged": TaggedText, "json": JsonRecords, "bio": BioTags}
 
 
 def get_formulation(name: str, schema: Schema) -> Formulation:
-    """The formulation called ``name`` (``tagged`` or ``json``) over ``schema``."""
+    """The formulation called ``name`` (``tagged``, ``json`` or ``bio``) over ``schema``."""
     try:
         return FORMULATIONS[name](schema)
     except KeyError:
         raise ValueError(f"unknown formulation {name!r}; choose one of {sorted(FORMULATIONS)}") from None
 
 
-__all__ = ["DEFECTS", "FORMULATIONS", "Decoded", "Formulation", "JsonRecords", "TaggedText", "get_formulation"]
+__all__ = ["DEFECTS", "FORMULATIONS", "BioTags", "Decoded", "Formulation", "JsonRecords", "TaggedText",
+           "get_formulation"]

@@ -26,7 +26,20 @@ DEFECTS = {
     "ambiguous_argument": "a triple's argument matches several tagged entities",
     "invalid_json": "the output is not valid JSON",
     "wrong_offsets": "an entity's offsets do not point at its value in the input",
+    "token_drift": "the tokens listed (bio) differ from the input's tokens",
+    "malformed_tag": "a token line (bio) has no tag, or a tag that is not O, B-type or I-type",
+    "invalid_transition": "an I-type tag (bio) does not continue an entity of its type (it follows O, "
+    "another type, or nothing); it is read as B-type",
 }
+
+#: The input of a decoder: an example (the bio formulation lists its tokens), or a plain text
+#: (tokenized by :func:`nerre.example.tokenize`).
+Source = Example | str
+
+
+def source_text(source: Source) -> str:
+    """The text of a decoder's input."""
+    return source if isinstance(source, str) else source.text
 
 
 @dataclass
@@ -59,6 +72,9 @@ class Formulation(ABC):
 
     #: the name configs use to pick this formulation
     name: str = ""
+    #: about how many model tokens the answer's entity part takes per token of the input, at most;
+    #: it sizes the generation budget and the windows long texts are cut into
+    answer_scale: int = 2
 
     def __init__(self, schema: Schema):
         self.schema = schema
@@ -70,13 +86,21 @@ class Formulation(ABC):
         """The text the model should generate for ``example``."""
 
     @abstractmethod
-    def decode(self, text: str, output: str) -> Decoded:
-        """Recover annotations of ``text`` from generated ``output``; never raises on bad output."""
+    def decode(self, source: Source, output: str) -> Decoded:
+        """Recover annotations of ``source`` from generated ``output``; never raises on bad output."""
 
     @abstractmethod
     def instruction(self) -> str:
         """One paragraph telling the model what output format to produce."""
 
+    def representable(self, example: Example) -> tuple[Example, Counter]:
+        """The part of ``example`` that this formulation's answers can hold, and what it leaves out, by kind.
+
+        ``encode`` writes exactly that part; all of it comes back from ``decode``. Only the bio
+        formulation leaves anything out (overlapping entities, see :mod:`nerre.formulation.bio`).
+        """
+        return example, Counter()
+
     def roundtrip(self, example: Example) -> Example:
         """``decode(encode(example))`` as an :class:`Example`."""
-        return self.decode(example.text, self.encode(example)).as_example(example)
+        return self.decode(example, self.encode(example)).as_example(example)

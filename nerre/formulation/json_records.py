@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 from nerre.example import Entity, Example, Relation, entity_order
-from nerre.formulation.base import Decoded, Formulation
+from nerre.formulation.base import Decoded, Formulation, Source, source_text
 
 _OBJECT = re.compile(r"\{[^{}\[\]]*\}")
 
@@ -62,8 +62,8 @@ class JsonRecords(Formulation):
             )
         return text
 
-    def decode(self, text: str, output: str) -> Decoded:
-        result = Decoded()
+    def decode(self, source: Source, output: str) -> Decoded:
+        text, result = source_text(source), Decoded()
         record = _parse(output, result.defects)
         items = record.get("entities")
         by_index: list[Entity | None] = [
