@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nerre.errors import ConfigError, MissingPathError, NerreError, user_error
+from nerre.loaders.options import NO_OPTIONS, ReaderOptions, ReadNotes
 
 TRAINING_COMMANDS = ("fit", "validate", "test")
 DEFAULT_RUNS_DIR = "runs"
@@ -21,51 +22,66 @@ commands:
   fit --config FILE        fine-tune a LoRA adapter (LightningCLI; --help for all options)
   validate --config FILE   generate on the dev split and score it
   test --config FILE       generate on the test split and score it
-  data stats PATH          counts of sentences, tokens, entities and relations (JSON)
+  data stats PATH          examples, tokens, entities and relations per type, and what reading converted (JSON)
   data roundtrip PATH      check that decode(encode(x)) reproduces every example (JSON)
+  data convert IN OUT [--to FORMAT]
+                           write a corpus in another format, counting what the target cannot hold
   evaluate --gold PATH --pred PATH
                            precision, recall and F1 of predictions (JSON)
-  predict --adapter DIR --input FILE --output FILE
+  predict --adapter DIR --input PATH --output PATH
                            extract entities and relations with a trained adapter
 
+Formats: conll, spert, jsonl, json, hf, brat, doccano, labelstudio, spacy (detected from the content, or
+--format). Reader options: --reader_options.NAME (evaluate: --gold_options.NAME, --pred_options.NAME).
 Run `nerre COMMAND --help` for the options of a command.
 """
 
 
-def stats(path: str, format: str | None = None) -> dict[str, Any]:
-    """Count sentences, tokens, entities and relations (per label) in a corpus file.
+def _read(path: str, format: str | None, options: ReaderOptions) -> tuple[str, list[Any], ReadNotes]:
+    """The format, the examples and the notes of what reading converted or skipped."""
+    from nerre.loaders import detect_format, load_examples
+
+    notes = ReadNotes()
+    fmt = format or detect_format(path, options)
+    return fmt, load_examples(path, fmt, options, notes=notes), notes
+
+
+def stats(path: str, format: str | None = None, reader_options: ReaderOptions = NO_OPTIONS) -> dict[str, Any]:
+    """Count examples, tokens, entities and relations (per label) in a corpus, and say what reading converted.
 
     Args:
-        path: corpus file (or saved Hugging Face dataset folder).
-        format: conll, spert, jsonl or hf; detected from the path when omitted.
+        path: corpus file or folder (BRAT folder, saved Hugging Face dataset).
+        format: conll, spert, jsonl, json, hf, brat, doccano, labelstudio or spacy; detected when omitted.
+        reader_options: options of the reader (field names, offsets, tag scheme ...).
     """
-    from nerre.loaders import load_examples
-
-    examples = load_examples(path, format)
+    fmt, examples, notes = _read(path, format, reader_options)
     entities = Counter(e.label for ex in examples for e in ex.entities)
     relations = Counter(r.label for ex in examples for r in ex.relations)
     return {
-        "sentences": len(examples),
+        "format": fmt,
+        "examples": len(examples),
         "tokens": sum(len(ex.tokens or []) for ex in examples),
         "entities": dict(sorted(entities.items())),
         "relations": dict(sorted(relations.items())),
+        "converted": notes.lines(),
     }
 
 
-def roundtrip(path: str, format: str | None = None, formulation: str = "tagged", types_file: str | None = None) -> dict:
+def roundtrip(path: str, format: str | None = None, formulation: str = "tagged", types_file: str | None = None,
+              reader_options: ReaderOptions = NO_OPTIONS) -> dict:
     """Encode every example as a target text and decode it back; count the exact reproductions.
 
     Args:
-        path: corpus file (or saved Hugging Face dataset folder).
-        format: conll, spert, jsonl or hf; detected from the path when omitted.
+        path: corpus file or folder.
+        format: the corpus format; detected when omitted.
         formulation: tagged or json.
         types_file: SpERT-style types JSON for label display names (labels are inferred when omitted).
+        reader_options: options of the reader.
     """
     from nerre.formulation import get_formulation
-    from nerre.loaders import load_examples
     from nerre.schema import Schema
 
-    examples = load_examples(path, format)
+    _, examples, notes = _read(path, format, reader_options)
     schema = Schema.from_types_file(types_file) if types_file else Schema.infer(examples)
     fm = get_formulation(formulation, schema)
     exact, defects, failed = 0, Counter(), []
@@ -77,11 +93,29 @@ def roundtrip(path: str, format: str | None = None, formulation: str = "tagged",
         elif len(failed) < 10:
             failed.append(ex.id)
     return {"examples": len(examples), "exact": exact, "formulation": formulation, "defects": dict(defects),
-            "failed": failed}
+            "failed": failed, "converted": notes.lines()}
 
 
-def evaluate(*, gold: str, pred: str, gold_format: str | None = None, types_file: str | None = None,
-             symmetric: list[str] | None = None) -> dict[str, Any]:
+def convert(source: str, target: str, to: str | None = None, format: str | None = None,
+            reader_options: ReaderOptions = NO_OPTIONS) -> dict[str, Any]:
+    """Write a corpus in another format; what the target cannot hold (nested entities or relations in CoNLL
+    columns, entities off the token boundaries ...) is counted, as is what reading converted.
+
+    Args:
+        source: the corpus to read.
+        target: the file (folder for brat and hf) to write.
+        to: the target format; told by the suffix of ``target`` when omitted (.jsonl, .spacy, .conll, .ann).
+        format: the source format; detected when omitted.
+        reader_options: options of the reader.
+    """
+    from nerre.loaders import convert as run_convert
+
+    return run_convert(source, target, to=to, format=format, options=reader_options)
+
+
+def evaluate(*, gold: str, pred: str, gold_format: str | None = None, pred_format: str | None = None,
+             gold_options: ReaderOptions = NO_OPTIONS, pred_options: ReaderOptions = NO_OPTIONS,
+             types_file: str | None = None, symmetric: list[str] | None = None) -> dict[str, Any]:
     """Score predictions against gold annotations: entity and relation precision, recall, F1.
 
     Entities are scored span-exact (as seqeval/conlleval); relations in ``strict`` mode (both
@@ -89,12 +123,15 @@ def evaluate(*, gold: str, pred: str, gold_format: str | None = None, types_file
 
     Args:
         gold: gold corpus, any supported format.
-        pred: prediction JSONL, as written by ``nerre predict`` (see the README).
-        gold_format: format of ``gold``; detected from the path when omitted.
+        pred: predictions: what ``nerre predict`` wrote (JSONL by default, see the README), or any format.
+        gold_format: format of ``gold``; detected when omitted.
+        pred_format: format of ``pred``; detected when omitted.
+        gold_options: reader options for ``gold``.
+        pred_options: reader options for ``pred``.
         types_file: SpERT-style types JSON; its relation types marked symmetric score in both directions.
         symmetric: relation types that score in both directions (added to those of ``types_file``).
     """
-    from nerre.loaders import load_examples
+    from nerre.loaders import detect_format, load_examples
     from nerre.loaders.jsonl import read_predictions
     from nerre.metrics import evaluate as score
     from nerre.schema import Schema
@@ -102,8 +139,11 @@ def evaluate(*, gold: str, pred: str, gold_format: str | None = None, types_file
     symmetric_labels = set(symmetric or [])
     if types_file:
         symmetric_labels |= Schema.from_types_file(types_file).symmetric_relations
-    gold_examples = load_examples(gold, gold_format)
-    predictions = read_predictions(pred)
+    gold_examples = load_examples(gold, gold_format, gold_options)
+    if pred_options == NO_OPTIONS and (pred_format or detect_format(pred)) == "jsonl":
+        predictions = read_predictions(pred)  # nerre's own records: those without an id pair by position
+    else:
+        predictions = load_examples(pred, pred_format, pred_options)
     return score(gold_examples, predictions, symmetric=symmetric_labels, gold_source=gold, pred_source=pred)
 
 
@@ -225,7 +265,8 @@ def run(args: Sequence[str]) -> Any:
         return run_training(args)
     from jsonargparse import CLI
 
-    commands: dict[str, Any] = {"data": {"stats": stats, "roundtrip": roundtrip}, "evaluate": evaluate}
+    commands: dict[str, Any] = {"data": {"stats": stats, "roundtrip": roundtrip, "convert": convert},
+                                "evaluate": evaluate}
     if args[0] == "predict":
         from nerre.predict import predict
 

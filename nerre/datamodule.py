@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from nerre.errors import ConfigError, DataError, MissingPathError
 from nerre.example import Example
 from nerre.formulation import Formulation, get_formulation
-from nerre.loaders import load_examples
+from nerre.loaders import ReaderOptions, load_examples
 from nerre.models import DEFAULT_MODEL, load_tokenizer, resolve_model
 from nerre.prompt import PromptBuilder, PromptSettings, prompt_ids
 from nerre.resume import EpochSampler, ResumableLoader
@@ -40,8 +40,10 @@ class ExtractionData(LightningDataModule):
         test: test corpus.
         data_dir: folder the corpus paths are relative to; default ``$NERRE_DATA_DIR``, else the
             working directory.
-        format: corpus format (``conll``, ``spert``, ``jsonl``, ``hf``); detected from the file name when None.
-        reader_options: extra options for the reader, e.g. ``{label_key: entity_type}`` for JSONL.
+        format: corpus format (``conll``, ``spert``, ``jsonl``, ``json``, ``hf``, ``brat``, ``doccano``,
+            ``labelstudio``, ``spacy``); detected from the content when None.
+        reader_options: options for the reader, the same as every command takes, e.g. ``{label_key: kind}``
+            for JSONL (see ``nerre.loaders.ReaderOptions``).
         types_file: SpERT-style types JSON giving label display names (relative to ``data_dir``).
         schema: the labels, with display names and descriptions; overrides ``types_file``. Inferred
             from the training data when neither is given.
@@ -70,7 +72,7 @@ class ExtractionData(LightningDataModule):
         test: str | None = None,
         data_dir: str | None = None,
         format: str | None = None,
-        reader_options: dict[str, Any] | None = None,
+        reader_options: ReaderOptions | None = None,
         types_file: str | None = None,
         schema: Schema | None = None,
         formulation: Literal["tagged", "json"] = "tagged",
@@ -91,7 +93,7 @@ class ExtractionData(LightningDataModule):
         self.paths = {split: self._path(p) for split, p in (("train", train), ("val", val), ("test", test)) if p}
         if not self.paths:
             raise ConfigError("no data: set data.train, data.val or data.test (paths relative to data.data_dir)")
-        self.format, self.reader_options = format, dict(reader_options or {})
+        self.format, self.reader_options = format, ReaderOptions.of(reader_options)
         self.examples = {split: self._read(path) for split, path in self.paths.items()}
         if max_train_examples is not None and "train" in self.examples:
             rng = random.Random(seed)
@@ -127,7 +129,7 @@ class ExtractionData(LightningDataModule):
         return p
 
     def _read(self, path: Path) -> list[Example]:
-        return load_examples(path, self.format, **self.reader_options)
+        return load_examples(path, self.format, self.reader_options)
 
     def _check_targets(self) -> None:
         """Every training example must have a target: fail now, naming it, rather than inside tokenization."""
@@ -166,8 +168,9 @@ class ExtractionData(LightningDataModule):
         return {"input_ids": prompt + answer, "labels": labels, "prompt_length": len(prompt)}
 
     def _fingerprint(self, split: str) -> str:
-        digest = hashlib.sha256()
-        digest.update(self.paths[split].read_bytes() if self.paths[split].is_file() else str(self.paths[split]).encode())
+        digest = hashlib.sha256()  # the examples as read: edited .ann files or other reader options change it
+        for example in self.examples[split]:
+            digest.update(json.dumps(example.to_dict(), ensure_ascii=False).encode())
         settings = {k: v for k, v in self.settings().items() if k != "max_length"}  # sequences are stored whole
         settings |= {"model": self.model_name, "loss_on": self.loss_on, "split": split,
                      "ids": [ex.id for ex in self.examples[split]], "vocab": len(self.tokenizer),

@@ -19,10 +19,10 @@ from nerre.adapter import AdapterSettings, load_adapter
 from nerre.atomic import atomic_open
 from nerre.errors import ConfigError, MissingPathError
 from nerre.example import Entity, Example, Relation, Token
+from nerre.loaders.options import NO_OPTIONS, ReaderOptions
 from nerre.prompt import prompt_ids
 
 log = logging.getLogger(__name__)
-_TAG_LINE = re.compile(r"^(O|[BIESLU]-\S+)$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
@@ -189,19 +189,21 @@ def _progress(total: int, enabled: bool) -> Any:
 
 
 # -- reading inputs ------------------------------------------------------------------------------
-def read_inputs(path: str | Path, format: str | None = None) -> list[Example]:
-    """Examples to predict on: raw text (one document per line) or any corpus format nerre reads."""
+def read_inputs(path: str | Path, format: str | None = None, options: ReaderOptions = NO_OPTIONS) -> list[Example]:
+    """Examples to predict on: raw text (one document per line) or any corpus format nerre reads.
+
+    A file is raw text unless its content is one of the formats (a CoNLL column file only when its lines
+    look like columns throughout; see :mod:`nerre.loaders.detect`), or ``format`` says otherwise.
+    """
     from nerre.loaders import detect_format, load_examples
     from nerre.loaders.textfile import read_text
 
     path = Path(path)
     if not path.exists():
         raise MissingPathError(f"{path}: input file not found; check the path")
-    fmt = format or detect_format(path)
-    if format is None and fmt == "conll" and not _looks_like_conll(path):
-        fmt = "text"
+    fmt = format or detect_format(path, options, allow_text=True)
     if fmt != "text":
-        return load_examples(path, fmt)
+        return load_examples(path, fmt, options)
     lines = read_text(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -209,21 +211,34 @@ def read_inputs(path: str | Path, format: str | None = None) -> list[Example]:
             for n, line in enumerate(lines, 1)]
 
 
-def _looks_like_conll(path: Path) -> bool:
-    """A column file: most non-blank lines end in a tag (O, B-X, I-X, ...)."""
-    head = path.read_bytes()[: 1 << 16].decode("utf-8", errors="replace").removeprefix("\ufeff")
-    lines = [ln.split() for ln in head.split("\n")[:200]]
-    lines = [ln for ln in lines if ln and ln[0] != "-DOCSTART-"]
-    return bool(lines) and sum(len(ln) >= 2 and bool(_TAG_LINE.match(ln[-1])) for ln in lines) >= 0.9 * len(lines)
+def _write_as_you_go(predictions: Iterable[Prediction], path: Path, total: int) -> list[Prediction]:
+    """Write prediction JSONL as it comes to ``path.partial``, renamed to ``path`` when complete; an error or
+    Ctrl-C keeps what was written in the ``.partial`` file."""
+    done: list[Prediction] = []
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with atomic_open(path, "w", keep_partial=partial) as out:
+            for prediction in predictions:
+                out.write(json.dumps(prediction.to_dict(), ensure_ascii=False) + "\n")
+                out.flush()  # what is written stays written, whatever happens next
+                done.append(prediction)
+    except BaseException:
+        log.warning("prediction stopped after %d of %d texts; those are in %s", len(done), total, partial)
+        raise
+    partial.unlink(missing_ok=True)
+    return done
 
 
 # -- the command ---------------------------------------------------------------------------------
+_TOLD = (".jsonl", ".spacy", ".conll", ".ann", ".json")  # suffixes that name a format (.json: ask which)
 def predict(
     *,
     adapter: str,
     input: str,
     output: str,
     format: str | None = None,
+    reader_options: ReaderOptions = NO_OPTIONS,
+    to: str | None = None,
     constrained: bool | None = None,
     batch_size: int = 8,
     evaluate: bool = False,
@@ -232,13 +247,20 @@ def predict(
     base_model: str | None = None,
     limit: int | None = None,
 ) -> dict[str, Any]:
-    """Extract entities and relations from a file with a trained adapter; write prediction JSONL.
+    """Extract entities and relations from a file with a trained adapter; write the predictions.
 
     Args:
         adapter: adapter folder written by ``nerre fit`` (the run folder's ``adapter/``).
-        input: raw text (one document per line), JSONL, or any corpus format nerre reads.
-        output: prediction JSONL to write (the format ``nerre evaluate`` reads).
-        format: input format: text, conll, spert, jsonl or hf; detected when omitted.
+        input: raw text (one document per line), or any corpus format nerre reads (a BRAT folder of .txt
+            files, a Label Studio export ...).
+        output: where to write the predictions: prediction JSONL (what ``nerre evaluate`` reads) by default,
+            or the format of ``to``.
+        format: input format: text, conll, spert, jsonl, json, hf, brat, doccano, labelstudio or spacy;
+            detected when omitted.
+        reader_options: options of the input's reader.
+        to: output format: jsonl (default), brat (a folder of .txt/.ann to correct in brat), labelstudio (tasks
+            with the predictions as pre-annotations), doccano, json, spert, conll, hf or spacy; told by the
+            suffix of ``output`` when omitted (.jsonl, .spacy, .conll, .ann), else jsonl.
         constrained: faithful decoding (copy the input, insert only configured tags); false: plain greedy
             generation, whose defects are counted; default: constrained for the tagged formulation.
         batch_size: texts per generation batch.
@@ -248,31 +270,30 @@ def predict(
         base_model: use this base model instead of the one recorded with the adapter.
         limit: predict only the first N examples.
     """
+    from nerre.loaders import output_format, write_examples
+
     out_path = Path(output)
-    for option, value in (("output", output), ("spacy", spacy), ("html", html)):
+    out_format = output_format(out_path, to or ("jsonl" if out_path.suffix.lower() not in _TOLD else None))
+    files = (("output", None if out_format in ("brat", "hf") else output), ("spacy", spacy), ("html", html))
+    for option, value in files:  # brat and hf write folders
         if value is not None and Path(value).is_dir():
             suffix = "jsonl" if option == "output" else option
             raise ConfigError(f"--{option} {value} is a folder; name the file to write, e.g. "
                               f"{Path(value) / 'predictions'}.{suffix}")
-    examples = read_inputs(input, format)[:limit]
+    examples = read_inputs(input, format, reader_options)[:limit]
     extractor = Extractor.load(adapter, base_model=base_model, constrained=constrained, batch_size=batch_size)
-    predictions: list[Prediction] = []
-    defects: Counter = Counter()
     started = time.perf_counter()
-    partial = out_path.with_name(out_path.name + ".partial")
-    try:  # written as it goes to a temporary file, renamed to ``output`` when complete
-        with atomic_open(out_path, "w", keep_partial=partial) as out:
-            for prediction in extractor.predict(examples, progress=True):
-                out.write(json.dumps(prediction.to_dict(), ensure_ascii=False) + "\n")
-                out.flush()  # what is written stays written, whatever happens next
-                predictions.append(prediction)
-                defects.update(prediction.defects)
-    except BaseException:
-        log.warning("prediction stopped after %d of %d texts; those are in %s", len(predictions), len(examples),
-                    partial)
-        raise
-    partial.unlink(missing_ok=True)
+    if out_format == "jsonl":
+        predictions = _write_as_you_go(extractor.predict(examples, progress=True), out_path, len(examples))
+    else:
+        predictions = list(extractor.predict(examples, progress=True))
+    defects: Counter = Counter()
+    for prediction in predictions:
+        defects.update(prediction.defects)
     seconds = time.perf_counter() - started
+    settings = {"predictions": True} if out_format == "labelstudio" else {}
+    lost = write_examples([p.example for p in predictions], out_path, out_format, **settings) \
+        if out_format != "jsonl" else None
     summary: dict[str, Any] = {
         "examples": len(predictions),
         "entities": sum(len(p.example.entities) for p in predictions),
@@ -282,7 +303,10 @@ def predict(
         "seconds": round(seconds, 2),
         "sentences_per_s": round(len(predictions) / seconds, 3) if seconds else None,
         "output": str(out_path),
+        "format": out_format,
     }
+    if lost is not None:
+        summary["not carried over"] = lost.lines()
     if evaluate:
         from nerre.metrics import evaluate as score
 

@@ -182,8 +182,8 @@ def test_no_data(tiny_model_dir, tmp_path, capsys):
 def test_reader_option_that_does_not_apply(tiny_model_dir, tmp_path, capsys, no_model_load):
     args = fit_args(tiny_model_dir, tmp_path, "--data.reader_options", "{scheme: iob2}")
     assert nerre_error(args, capsys) == (
-        f"{TINY_DATA / 'tiny.jsonl'}: format 'jsonl' does not take option(s) scheme; it takes text_field, "
-        "spans_field, label_key, value_key, start_key, end_key, relations_field (data.reader_options)")
+        f"{TINY_DATA / 'tiny.jsonl'}: reader option(s) scheme do not apply to format 'jsonl'; it takes text_field, "
+        "spans_field, label_key, value_key, start_key, end_key, relations_field")
 
 
 def test_missing_data_file(tiny_model_dir, tmp_path, capsys):
@@ -349,7 +349,7 @@ def test_conll_byte_order_mark_is_stripped_and_said_once(tmp_path, capsys, caplo
                  b"runs VBZ B-VP O\n")
     with caplog.at_level(logging.WARNING):
         main(["data", "stats", str(path)])
-    assert json.loads(capsys.readouterr().out)["sentences"] == 1  # -DOCSTART- is not a sentence
+    assert json.loads(capsys.readouterr().out)["examples"] == 1  # -DOCSTART- is not a sentence
     (example,) = load_examples(path)
     assert example.text == "John Doe runs" and example.span_text(example.entities[0]) == "John Doe"
     assert caplog.text.count("starts with a UTF-8 byte-order mark; ignored") == 2  # once per read, two reads

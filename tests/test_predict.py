@@ -162,3 +162,25 @@ def _other_model(folder: Path) -> None:
 
 def test_gold_predictions_read_back(tmp_path):
     assert len(read_jsonl(GOLD)) == 4
+
+
+def test_predict_reads_and_writes_annotation_tool_formats(tiny_adapter, tmp_path, capsys):
+    """The correct loop: BRAT documents in, Label Studio pre-annotations or BRAT .ann files out, scored back."""
+    from nerre.loaders import load_examples, write_examples
+
+    gold = read_jsonl(GOLD)
+    write_examples(gold, tmp_path / "brat", "brat")
+    run(["predict", "--adapter", str(tiny_adapter), "--input", str(tmp_path / "brat"), "--output",
+         str(tmp_path / "tasks.json"), "--to", "labelstudio", "--evaluate", "true"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["format"] == "labelstudio" and summary["scores"]["entities"]["f1"] == 1.0
+    tasks = json.loads((tmp_path / "tasks.json").read_text())
+    assert [t["data"]["nerre_id"] for t in tasks] == ["tiny-0", "tiny-1", "tiny-2", "tiny-3"]
+    assert tasks[0]["predictions"][0]["result"][0]["value"]["labels"] == ["PER"] and "annotations" not in tasks[0]
+    run(["evaluate", "--gold", str(tmp_path / "brat"), "--pred", str(tmp_path / "tasks.json")])
+    assert json.loads(capsys.readouterr().out)["relations"]["strict"]["f1"] == 1.0
+    run(["predict", "--adapter", str(tiny_adapter), "--input", str(tmp_path / "brat"), "--output",
+         str(tmp_path / "pre"), "--to", "brat"])
+    assert json.loads(capsys.readouterr().out)["not carried over"] == []
+    assert (tmp_path / "pre/tiny-0.ann").read_text().startswith("T1\tPER 0 10\tJohn Smith\n")
+    assert [x.same_annotations(g) for x, g in zip(load_examples(tmp_path / "pre"), gold)] == [True] * 4

@@ -15,8 +15,9 @@ log = logging.getLogger(__name__)
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
-def read_text(path: str | Path) -> str:
-    """The text of ``path`` decoded as UTF-8, without a leading byte-order mark.
+def read_text(path: str | Path, quiet: bool = False) -> str:
+    """The text of ``path`` decoded as UTF-8, without a leading byte-order mark (a warning says so, unless
+    ``quiet``: format detection reads the file before its reader does, and the reader says it once).
 
     Raises:
         nerre.errors.DataError: when ``path`` is missing or a folder, or is not UTF-8 (naming the line).
@@ -26,7 +27,8 @@ def read_text(path: str | Path) -> str:
         raise DataError(path, f"file {'is a folder' if path.is_dir() else 'does not exist'}; check the path")
     data = path.read_bytes()
     if data.startswith(codecs.BOM_UTF8):
-        log.warning("%s: starts with a UTF-8 byte-order mark; ignored", path)
+        if not quiet:
+            log.warning("%s: starts with a UTF-8 byte-order mark; ignored", path)
         data = data[len(codecs.BOM_UTF8):]
     elif data.startswith(_UTF16_BOMS):
         raise DataError(path, "the file is UTF-16 text; re-save it as UTF-8")
