@@ -396,6 +396,11 @@ def test_iob2_file_read_as_iob1_is_announced_in_one_line(tmp_path, caplog):
         "gives the same spans); set scheme 'iob2' to stop at such tags instead")
     with pytest.raises(DataError, match=r"mixed.txt:4: I-PER does not continue a PER entity"):
         load_examples(path, scheme="iob2")
+    caplog.clear()
+    one_each = write(tmp_path / "one_each.txt", "John B-PER\nsaw O\nMary I-PER\n")  # as many B- as I- starts
+    with caplog.at_level(logging.INFO):
+        load_examples(one_each)
+    assert [r.levelno for r in caplog.records if "IOB" in r.getMessage()] == [logging.WARNING]
 
 
 @pytest.mark.parametrize("split", ["train.txt", "test.txt"])

@@ -90,9 +90,10 @@ def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
 def announce_scheme(scheme: str, tag_sequences: Sequence[Sequence[str]], where: Callable[[int, int], str]) -> None:
     """Say in one line why a detected scheme is IOB1: the first I- tag that begins an entity.
 
-    ``where(sequence, token)`` names that tag's place (``file:line``, or a dataset row). A corpus that mostly
-    begins entities with B- (as IOB2 does) is an IOB2 file with stray I- tags: a warning says so, and how to
-    be strict instead. One that mostly begins them with I- is IOB1 (CoNLL-2003): said at info level.
+    ``where(sequence, token)`` names that tag's place (``file:line``, or a dataset row). A corpus that begins
+    entities with B- (as IOB2 does) at least as often as with I- is an IOB2 file with stray I- tags: a warning
+    says so, and how to be strict instead. One that mostly begins them with I- is IOB1 (CoNLL-2003): said at
+    info level.
     """
     if scheme != "iob1":
         return
@@ -107,7 +108,7 @@ def announce_scheme(scheme: str, tag_sequences: Sequence[Sequence[str]], where: 
                 if parsed[0] == "I" and found is None:
                     found = (i, k, f"{tag} follows {tags[k - 1]}" if k else f"{tag} begins a sentence")
             previous = label
-    iob2_like = starts["B"] > starts["I"]
+    iob2_like = starts["B"] >= starts["I"]  # in doubt, say it loudly
     if found is None:
         return
     i, k, what = found
