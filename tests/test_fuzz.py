@@ -14,22 +14,32 @@ from conftest import TINY_DATA
 
 from nerre.errors import NerreError
 from nerre.example import Example
-from nerre.loaders import FORMATS, load_examples
+from nerre.loaders import FORMATS, load_examples, write_examples
 from nerre.loaders.jsonl import read_predictions
 from nerre.predict import read_inputs
 from nerre.schema import Schema
 
 ROOT = Path(__file__).resolve().parents[1]
-SUFFIX = {"conll": ".txt", "spert": ".json", "jsonl": ".jsonl"}
+FORMATS_DATA = ROOT / "tests" / "data" / "formats"
+SUFFIX = {"conll": ".txt", "spert": ".json", "jsonl": ".jsonl", "json": ".json", "doccano": ".jsonl",
+          "labelstudio": ".json", "brat": ".ann", "spacy": ".spacy"}
 CASES = 60  # per reader and kind of damage
 
 
-def seeds(data_dir: Path) -> dict[str, bytes]:
+def seeds(data_dir: Path, tmp_path: Path) -> dict[str, bytes]:
     """Real files (their first 12 kB) that the mutations start from, one per file format."""
     def head(path: Path) -> bytes:
         return path.read_bytes()[:12_000]
 
+    docbin = write_examples(load_examples(data_dir / "conll04" / "conll04_test.json")[:20], tmp_path / "seed.spacy",
+                            "spacy")
+    assert not docbin  # the seed DocBin holds everything
     return {
+        "json": head(FORMATS_DATA / "presidio.json"),
+        "doccano": head(FORMATS_DATA / "doccano.jsonl"),
+        "labelstudio": head(FORMATS_DATA / "labelstudio.json"),
+        "brat": head(FORMATS_DATA / "brat" / "clinic.ann"),
+        "spacy": (tmp_path / "seed.spacy").read_bytes(),
         "conll": head(data_dir / "conll2003" / "test.txt"),
         "spert": head(data_dir / "conll04" / "conll04_test.json"),
         "jsonl": head(ROOT / "examples" / "pii" / "train.jsonl") + (TINY_DATA / "tiny.jsonl").read_bytes(),
@@ -89,13 +99,15 @@ def readers(data_dir: Path) -> dict[str, tuple[str, Callable[[Path], object]]]:
 @pytest.mark.parametrize("damage", sorted(DAMAGE))
 def test_readers_raise_only_nerre_errors(data_dir, tmp_path, damage):
     rng = random.Random(f"nerre-{damage}")
-    starts = seeds(data_dir)
+    starts = seeds(data_dir, tmp_path)
     outcomes = {"read": 0, "refused": 0}
     for name, (seed_name, reader) in readers(data_dir).items():
         for case in range(CASES):
             data = DAMAGE[damage](rng, starts[seed_name])
             path = tmp_path / f"{name}-{case}{SUFFIX.get(seed_name, '.json')}"
             path.write_bytes(data)
+            if seed_name == "brat":  # the .ann is damaged, its .txt is the real one
+                shutil.copy(FORMATS_DATA / "brat" / "clinic.txt", path.with_suffix(".txt"))
             try:
                 result = reader(path)
             except NerreError as err:
@@ -107,6 +119,7 @@ def test_readers_raise_only_nerre_errors(data_dir, tmp_path, damage):
                 assert isinstance(result, Schema) or all(isinstance(x, Example) for x in result)
                 outcomes["read"] += 1
             path.unlink()
+            path.with_suffix(".txt").unlink(missing_ok=True)
     assert outcomes["refused"] > 0  # the damage was seen
 
 
