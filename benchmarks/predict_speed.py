@@ -45,6 +45,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nerre.atomic import write_text
 from nerre.decoding import DecodeOptions, DecodeStats, FaithfulDecoder, token_table
 from nerre.example import Example
 from nerre.formulation import get_formulation
@@ -279,9 +280,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)
     report = {"config": config, "results": results}
-    (args.output_dir / "predict_speed.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    write_text(args.output_dir / "predict_speed.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     table = markdown_table(results, config)
-    (args.output_dir / "predict_speed.md").write_text(table)
+    write_text(args.output_dir / "predict_speed.md", table)
     print(table)
     return results
 

@@ -6,7 +6,7 @@ It writes ``benchmarks/results/<name>/``:
 
 - ``result.json``: entity P/R/F1 overall and per type, relation F1 (strict and boundaries), recall on
   seen and unseen mentions, defects, training tokens/s, prediction sentences/s, peak memory, wall times,
-  model, adapter settings, seed, data files with their SHA-256, git commit, and the exact command;
+  model, adapter settings, seed, data files (relative to the data folder) with their SHA-256, git commit, and the exact command;
 - ``result.md``: the same as a Markdown table;
 - ``learning_curve.png`` (training loss and dev F1 against steps) and ``per_type_f1.png``;
 - ``predictions.jsonl`` and the run folder (``run/``: config.yaml, metrics.csv, checkpoints, adapter).
@@ -32,6 +32,8 @@ from typing import Any
 
 from results_table import rate
 
+from nerre.atomic import write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -42,6 +44,19 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def data_files(paths: Any, data_dir: Path) -> dict[str, str]:
+    """The SHA-256 of each data file, by its path relative to the data folder (no machine's absolute paths)."""
+    files = {}
+    for path in paths:
+        if path.is_file():
+            try:
+                name = path.resolve().relative_to(Path(data_dir).resolve()).as_posix()
+            except ValueError:  # a file outside the data folder: its name alone
+                name = path.name
+            files[name] = sha256(path)
+    return files
 
 
 def git_commit() -> str:
@@ -126,7 +141,7 @@ def run_benchmark(config: Path, name: str, max_steps: int | None = None, max_tim
         "steps": trainer.global_step,
         "train_examples": len(data.examples["train"]),
         "test_examples": len(test),
-        "data": {str(path): sha256(path) for path in data.paths.values() if path.is_file()},
+        "data": data_files(data.paths.values(), data.data_dir),
         "git_commit": commit,
         "entities": scores["entities"],
         "relations": scores["relations"],
@@ -151,8 +166,8 @@ def run_benchmark(config: Path, name: str, max_steps: int | None = None, max_tim
             "predict_sentences_per_s": len(test) / free["seconds"],
             "predict_seconds": round(free["seconds"], 1),
         }
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "result.md").write_text(markdown(result))
+    write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
+    write_text(out / "result.md", markdown(result))
     plot(result, rows, out)
     return result
 

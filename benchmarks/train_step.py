@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nerre.atomic import write_text
 from nerre.models import DEFAULT_MODEL, answer_loss, cpu_has_native_bf16, load_model, resolve_model
 
 LOSSES = ("answer", "answer-noshare", "full")
@@ -209,10 +210,10 @@ def run_all(args: argparse.Namespace) -> None:
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(results, config)
-    (args.output_dir / f"{args.name}.json").write_text(
+    write_text(args.output_dir / f"{args.name}.json",
         json.dumps({"config": config, "results": results}, indent=2) + "\n"
     )
-    (args.output_dir / f"{args.name}.md").write_text("# Training step: answer-only loss vs full logits\n\n" + table)
+    write_text(args.output_dir / f"{args.name}.md", "# Training step: answer-only loss vs full logits\n\n" + table)
     print(table)
 
 

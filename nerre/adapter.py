@@ -9,13 +9,18 @@ from typing import Any
 
 import torch
 
+from nerre.atomic import atomic_folder
+from nerre.errors import AdapterError, MissingPathError, NerreError
 from nerre.example import Example
 from nerre.formulation import Formulation, get_formulation
+from nerre.loaders.textfile import json_error
 from nerre.models import load_model, load_tokenizer, resolve_model
 from nerre.prompt import PromptBuilder, PromptSettings
 from nerre.schema import Schema
 
 SETTINGS_FILE = "nerre.json"
+WEIGHTS_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
 @dataclass
@@ -24,7 +29,7 @@ class AdapterSettings:
 
     Args:
         base_model: the base model name or folder the adapter was trained on.
-        formulation: ``tagged`` or ``json``.
+        formulation: ``tagged``, ``json`` or ``bio``.
         schema: entity and relation labels.
         prompt: prompt settings.
         shots: few-shot examples shown in the prompt.
@@ -46,27 +51,78 @@ class AdapterSettings:
 
 
 def save_adapter(model: Any, tokenizer: Any, settings: AdapterSettings, path: str | Path) -> Path:
-    """Write the adapter weights (``save_pretrained``), the tokenizer and ``nerre.json`` to ``path``."""
+    """Write the adapter weights (``save_pretrained``), the tokenizer and ``nerre.json`` to ``path``.
+
+    The folder is written beside ``path`` and renamed into place when complete, with ordinary permissions:
+    an interrupted save leaves the previous adapter (or none), never a half-written one.
+    """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    (path / SETTINGS_FILE).write_text(json.dumps(settings.__dict__, indent=2, ensure_ascii=False) + "\n")
+    with atomic_folder(path) as scratch:
+        model.save_pretrained(scratch)
+        tokenizer.save_pretrained(scratch)
+        (scratch / SETTINGS_FILE).write_text(json.dumps(settings.__dict__, indent=2, ensure_ascii=False) + "\n")
     return path
 
 
 def read_settings(path: str | Path) -> AdapterSettings:
-    """The settings saved beside an adapter; a clear error when ``path`` is not a nerre adapter."""
+    """The settings saved beside an adapter; a clear error when ``path`` is not a nerre adapter.
+
+    Raises:
+        nerre.errors.MissingPathError: when ``path`` is no folder or has no ``nerre.json``.
+        nerre.errors.AdapterError: when ``nerre.json`` is damaged.
+    """
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: adapter folder not found; pass the folder `nerre fit` wrote (…/adapter)")
+        what = "is a file, not an adapter folder" if path.exists() else "adapter folder not found"
+        raise MissingPathError(f"{path}: {what}; pass the folder `nerre fit` wrote (the run folder's adapter/)")
     file = path / SETTINGS_FILE
-    if not file.exists():
-        raise FileNotFoundError(f"{path}: no {SETTINGS_FILE} here, so this is not an adapter written by `nerre fit`")
-    settings = json.loads(file.read_text())
-    if "max_length" in settings:  # adapters saved before max_length was renamed
-        settings["max_sequence_tokens"] = settings.pop("max_length")
-    return AdapterSettings(**settings)
+    if not file.is_file():
+        raise MissingPathError(f"{path}: no {SETTINGS_FILE} here, so this is not an adapter written by `nerre fit`")
+    try:
+        saved = json.loads(file.read_text(encoding="utf-8"))
+        if isinstance(saved, dict) and "max_length" in saved:  # adapters saved before max_length was renamed
+            saved["max_sequence_tokens"] = saved.pop("max_length")
+        settings = AdapterSettings(**saved)
+        settings.build()  # the labels, formulation and prompt settings must make sense
+    except (ValueError, TypeError, RecursionError) as err:
+        detail = json_error(err) if isinstance(err, (json.JSONDecodeError, RecursionError)) else _first_line(err)
+        raise AdapterError(path, f"{SETTINGS_FILE} is damaged ({detail}); copy it again from the run that "
+                                 "trained the adapter") from None
+    return settings
+
+
+def check_adapter_files(path: str | Path) -> None:
+    """Fail early, before any model loads, when the adapter folder lacks or has damaged files.
+
+    Raises:
+        nerre.errors.AdapterError: naming the file and what to do.
+    """
+    path = Path(path)
+    config = path / "adapter_config.json"
+    if not config.is_file():
+        raise AdapterError(path, "no adapter_config.json here; the adapter is incomplete: copy the whole adapter "
+                                 "folder that `nerre fit` wrote")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as err:
+        raise AdapterError(path, f"adapter_config.json is damaged ({_first_line(err)}); copy the adapter folder "
+                                 "again") from None
+    weights = [path / name for name in WEIGHTS_FILES if (path / name).is_file()]
+    if not weights:
+        raise AdapterError(path, f"no adapter weights ({' or '.join(WEIGHTS_FILES)}) here; the adapter is "
+                                 "incomplete: copy the whole adapter folder that `nerre fit` wrote")
+    if weights[0].suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(weights[0]), framework="pt") as f:
+                f.keys()
+        except Exception as err:  # SafetensorError (and OSError) for a truncated or damaged file
+            raise AdapterError(path, f"{weights[0].name} is damaged ({_first_line(err)}; truncated?); copy the "
+                                     "adapter folder again, or save the adapter again from a checkpoint") from None
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise AdapterError(path, f"no tokenizer files ({', '.join(TOKENIZER_FILES)}) here; copy the whole adapter "
+                                 "folder that `nerre fit` wrote (it saves the tokenizer beside the weights)")
 
 
 def load_adapter(path: str | Path, base_model: str | None = None, dtype: torch.dtype = torch.float32):
@@ -76,21 +132,38 @@ def load_adapter(path: str | Path, base_model: str | None = None, dtype: torch.d
         path: the adapter folder.
         base_model: override the base model recorded in ``nerre.json`` (e.g. a local copy).
         dtype: weight dtype of the base model.
+
+    Raises:
+        nerre.errors.NerreError: for a missing, incomplete or damaged adapter, or one that does not fit
+            the base model; the adapter's files are checked before the base model loads.
     """
     from peft import PeftModel
 
     path = Path(path)
     settings = read_settings(path)
+    check_adapter_files(path)
     base_name = base_model or settings.base_model
+    try:
+        tokenizer = load_tokenizer(str(path))
+    except NerreError:
+        raise
+    except Exception as err:  # transformers raises many kinds for unreadable tokenizer files
+        raise AdapterError(path, f"cannot load the tokenizer saved with the adapter ({_first_line(err)}); copy "
+                                 "the adapter folder again") from None
     base = load_model(resolve_model(base_name), dtype=dtype)
-    config = json.loads((path / "adapter_config.json").read_text()) if (path / "adapter_config.json").exists() else {}
+    config = json.loads((path / "adapter_config.json").read_text())
     try:
         model = PeftModel.from_pretrained(base, path)
-    except (RuntimeError, ValueError, KeyError) as err:
-        raise ValueError(
-            f"{path}: the adapter does not fit base model {base_name!r} (it was trained on "
-            f"{settings.base_model!r}, peft records {config.get('base_model_name_or_path')!r}): {err}"
+    except (RuntimeError, ValueError, KeyError, OSError) as err:
+        raise AdapterError(
+            path,
+            f"the adapter does not fit base model {base_name!r} (it was trained on {settings.base_model!r}, "
+            f"peft records {config.get('base_model_name_or_path')!r}): {_first_line(err)}; pass the base model "
+            "it was trained on with --base_model",
         ) from None
     model.eval()
-    tokenizer = load_tokenizer(str(path))
     return model, tokenizer, settings
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]

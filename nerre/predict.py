@@ -16,12 +16,13 @@ from typing import Any
 import torch
 
 from nerre.adapter import AdapterSettings, load_adapter
-from nerre.errors import DataError
+from nerre.atomic import atomic_open
+from nerre.errors import ConfigError, MissingPathError
 from nerre.example import Entity, Example, Relation, Token
+from nerre.loaders.options import NO_OPTIONS, ReaderOptions
 from nerre.prompt import prompt_ids
 
 log = logging.getLogger(__name__)
-_TAG_LINE = re.compile(r"^(O|[BIESLU]-\S+)$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
@@ -31,7 +32,7 @@ class Prediction:
 
     Args:
         example: the input text with the predicted entities (character offsets) and relations.
-        defects: what the decoder had to repair or drop in the model's output (see ``nerre.formulation.DEFECTS``).
+        defects: what the parser had to repair or drop in the model's output (see ``nerre.formulation.DEFECTS``).
         outputs: the raw generated answers (one per window of the text).
     """
 
@@ -60,7 +61,7 @@ class Extractor:
         settings: the nerre settings saved with the adapter.
         constrained: faithful decoding: the output can only copy the input and insert configured tags.
             False: plain greedy generation, whose defects are counted. None: constrained where the
-            formulation has a grammar (tagged), free otherwise (json).
+            formulation has a grammar (tagged), free otherwise (json, bio).
         batch_size: texts decoded together.
     """
 
@@ -77,7 +78,8 @@ class Extractor:
                                                      max_sequence_tokens=settings.max_sequence_tokens))
         #: the most model tokens of input per window (longer texts are split)
         self.window_tokens = input_window_tokens(settings.max_sequence_tokens,
-                                                 len(prompt_ids(tokenizer, self.prompts, "")))
+                                                 len(prompt_ids(tokenizer, self.prompts, "")),
+                                                 self.formulation.answer_scale)
 
     @classmethod
     def load(cls, adapter: str | Path, base_model: str | None = None, constrained: bool | None = None,
@@ -99,7 +101,7 @@ class Extractor:
         windows = [(i, piece) for i, ex in enumerate(examples) for piece in self.split(ex)]
         expected = Counter(i for i, _ in windows)
         results: dict[int, list[tuple[Example, Counter, str]]] = {i: [] for i in range(len(examples))}
-        bar = _progress(len(windows), progress)
+        bar = _progress(len(examples), progress)  # counts texts, however many windows each takes
         done, chunk = 0, 8 * self.batch_size  # decoded together; predictions are yielded after each chunk
         for start in range(0, len(windows) + 1, chunk):
             batch = windows[start : start + chunk]
@@ -108,9 +110,9 @@ class Extractor:
             read, defects = self.formulation.parse(pieces, outputs)
             for (i, _), example, piece_defects, output in zip(batch, read, defects, outputs):
                 results[i].append((example, piece_defects, output))
-            bar.update(len(batch))
             while done < len(examples) and (len(results[done]) == expected[done] or start + chunk > len(windows)):
                 yield _merge(examples[done], results.pop(done))
+                bar.update(1)
                 done += 1
         bar.close()
 
@@ -161,10 +163,11 @@ class Extractor:
         return self.decoder.generate(windows)
 
 
-def input_window_tokens(max_sequence_tokens: int, prompt_tokens: int) -> int:
-    """The most model tokens of input per window: the answer repeats the input with tags (and
-    triples), so the input gets a third of what the prompt leaves of the trained sequence length."""
-    return max(16, (max_sequence_tokens - prompt_tokens) // 3)
+def input_window_tokens(max_sequence_tokens: int, prompt_tokens: int, answer_scale: int = 2) -> int:
+    """The most model tokens of input per window: the answer's entity part takes up to ``answer_scale``
+    tokens per input token (:attr:`Formulation.answer_scale`), so the input gets ``1 / (1 + answer_scale)``
+    of what the prompt leaves of the trained sequence length."""
+    return max(16, (max_sequence_tokens - prompt_tokens) // (1 + answer_scale))
 
 
 def _merge(example: Example, parts: list[tuple[Example, Counter, str]]) -> Prediction:
@@ -191,43 +194,56 @@ def _progress(total: int, enabled: bool) -> Any:
 
 
 # -- reading inputs ------------------------------------------------------------------------------
-def read_inputs(path: str | Path, format: str | None = None) -> list[Example]:
-    """Examples to predict on: raw text (one document per line) or any corpus format nerre reads."""
+def read_inputs(path: str | Path, format: str | None = None, options: ReaderOptions = NO_OPTIONS) -> list[Example]:
+    """Examples to predict on: raw text (one document per line) or any corpus format nerre reads.
+
+    A file is raw text unless its content is one of the formats (a CoNLL column file only when its lines
+    look like columns throughout; see :mod:`nerre.loaders.detect`), or ``format`` says otherwise.
+    """
     from nerre.loaders import detect_format, load_examples
+    from nerre.loaders.textfile import read_text
 
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: input file not found")
-    fmt = format or detect_format(path)
-    if format is None and fmt == "conll" and not _looks_like_conll(path):
-        fmt = "text"
+        raise MissingPathError(f"{path}: input file not found; check the path")
+    fmt = format or detect_format(path, options, allow_text=True)
     if fmt != "text":
-        return load_examples(path, fmt)
-    try:
-        content = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(path, f"not UTF-8 text (byte {err.start}); convert the file to UTF-8") from None
-    lines = content.split("\n")
+        return load_examples(path, fmt, options)
+    lines = read_text(path).split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     return [Example(line[:-1] if line.endswith("\r") else line, id=f"{path.name}:{n}")
             for n, line in enumerate(lines, 1)]
 
 
-def _looks_like_conll(path: Path) -> bool:
-    """A column file: most non-blank lines end in a tag (O, B-X, I-X, ...)."""
-    lines = [ln.split() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines()[:200]]
-    lines = [ln for ln in lines if ln and ln[0] != "-DOCSTART-"]
-    return bool(lines) and sum(len(ln) >= 2 and bool(_TAG_LINE.match(ln[-1])) for ln in lines) >= 0.9 * len(lines)
+def _write_as_you_go(predictions: Iterable[Prediction], path: Path, total: int) -> list[Prediction]:
+    """Write prediction JSONL as it comes to ``path.partial``, renamed to ``path`` when complete; an error or
+    Ctrl-C keeps what was written in the ``.partial`` file."""
+    done: list[Prediction] = []
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with atomic_open(path, "w", keep_partial=partial) as out:
+            for prediction in predictions:
+                out.write(json.dumps(prediction.to_dict(), ensure_ascii=False) + "\n")
+                out.flush()  # what is written stays written, whatever happens next
+                done.append(prediction)
+    except BaseException:
+        log.warning("prediction stopped after %d of %d texts; those are in %s", len(done), total, partial)
+        raise
+    partial.unlink(missing_ok=True)
+    return done
 
 
 # -- the command ---------------------------------------------------------------------------------
+_TOLD = (".jsonl", ".spacy", ".conll", ".ann", ".json")  # suffixes that name a format (.json: ask which)
 def predict(
     *,
     adapter: str,
     input: str,
     output: str,
     format: str | None = None,
+    reader_options: ReaderOptions = NO_OPTIONS,
+    to: str | None = None,
     constrained: bool | None = None,
     batch_size: int = 8,
     evaluate: bool = False,
@@ -236,15 +252,22 @@ def predict(
     base_model: str | None = None,
     limit: int | None = None,
 ) -> dict[str, Any]:
-    """Extract entities and relations from a file with a trained adapter; write prediction JSONL.
+    """Extract entities and relations from a file with a trained adapter; write the predictions.
 
     Args:
         adapter: adapter folder written by ``nerre fit`` (the run folder's ``adapter/``).
-        input: raw text (one document per line), JSONL, or any corpus format nerre reads.
-        output: prediction JSONL to write (the format ``nerre evaluate`` reads).
-        format: input format: text, conll, spert, jsonl or hf; detected when omitted.
+        input: raw text (one document per line), or any corpus format nerre reads (a BRAT folder of .txt
+            files, a Label Studio export ...).
+        output: where to write the predictions: prediction JSONL (what ``nerre evaluate`` reads) by default,
+            or the format of ``to``.
+        format: input format: text, conll, spert, jsonl, json, hf, brat, doccano, labelstudio or spacy;
+            detected when omitted.
+        reader_options: options of the input's reader.
+        to: output format: jsonl (default), brat (a folder of .txt/.ann to correct in brat), labelstudio (tasks
+            with the predictions as pre-annotations), doccano, json, spert, conll, hf or spacy; told by the
+            suffix of ``output`` when omitted (.jsonl, .spacy, .conll, .ann), else jsonl.
         constrained: faithful decoding (copy the input, insert only configured tags); false: plain greedy
-            generation, whose defects are counted; default: constrained for the tagged formulation.
+            generation, whose defects are counted; default: constrained where the formulation has a grammar (tagged).
         batch_size: texts per generation batch.
         evaluate: score the predictions against the annotations of the input.
         spacy: also write the predictions as a spaCy DocBin (.spacy).
@@ -252,20 +275,30 @@ def predict(
         base_model: use this base model instead of the one recorded with the adapter.
         limit: predict only the first N examples.
     """
-    examples = read_inputs(input, format)[:limit]
-    extractor = Extractor.load(adapter, base_model=base_model, constrained=constrained, batch_size=batch_size)
+    from nerre.loaders import output_format, write_examples
+
     out_path = Path(output)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    predictions: list[Prediction] = []
-    defects: Counter = Counter()
+    out_format = output_format(out_path, to or ("jsonl" if out_path.suffix.lower() not in _TOLD else None))
+    files = (("output", None if out_format in ("brat", "hf") else output), ("spacy", spacy), ("html", html))
+    for option, value in files:  # brat and hf write folders
+        if value is not None and Path(value).is_dir():
+            suffix = "jsonl" if option == "output" else option
+            raise ConfigError(f"--{option} {value} is a folder; name the file to write, e.g. "
+                              f"{Path(value) / 'predictions'}.{suffix}")
+    examples = read_inputs(input, format, reader_options)[:limit]
+    extractor = Extractor.load(adapter, base_model=base_model, constrained=constrained, batch_size=batch_size)
     started = time.perf_counter()
-    with out_path.open("w", encoding="utf-8") as out:
-        for prediction in extractor.predict(examples, progress=True):
-            out.write(json.dumps(prediction.to_dict(), ensure_ascii=False) + "\n")
-            out.flush()  # what is written stays written, whatever happens next
-            predictions.append(prediction)
-            defects.update(prediction.defects)
+    if out_format == "jsonl":
+        predictions = _write_as_you_go(extractor.predict(examples, progress=True), out_path, len(examples))
+    else:
+        predictions = list(extractor.predict(examples, progress=True))
+    defects: Counter = Counter()
+    for prediction in predictions:
+        defects.update(prediction.defects)
     seconds = time.perf_counter() - started
+    settings = {"predictions": True} if out_format == "labelstudio" else {}
+    lost = write_examples([p.example for p in predictions], out_path, out_format, **settings) \
+        if out_format != "jsonl" else None
     summary: dict[str, Any] = {
         "examples": len(predictions),
         "entities": sum(len(p.example.entities) for p in predictions),
@@ -275,7 +308,10 @@ def predict(
         "seconds": round(seconds, 2),
         "sentences_per_s": round(len(predictions) / seconds, 3) if seconds else None,
         "output": str(out_path),
+        "format": out_format,
     }
+    if lost is not None:
+        summary["not carried over"] = lost.lines()
     if evaluate:
         from nerre.metrics import evaluate as score
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nerre.errors import ConfigError
+from nerre.errors import ConfigError, MissingPathError
 from nerre.example import Example
 
 _FORBIDDEN = re.compile(r"[<>|\n#]")
@@ -34,11 +34,11 @@ class Label:
         if not self.display:
             object.__setattr__(self, "display", self.name)
         if not self.name or not self.display.strip():
-            raise ValueError("a label needs a non-empty name")
+            raise ConfigError(f"label {self.name!r}: a label needs a non-empty name and display name")
         if _FORBIDDEN.search(self.display):
-            raise ValueError(
-                f"label display name {self.display!r} contains one of < > | # or a newline, which the "
-                "tagged output uses as markup; choose another display name"
+            raise ConfigError(
+                f"label {self.name!r}: display name {self.display!r} contains one of < > | # or a newline, which "
+                "the tagged output uses as markup; choose another display name (data.schema ... display)"
             )
 
 
@@ -62,7 +62,8 @@ class Schema:
                 seen = [getattr(label, attr) for label in labels]
                 dupes = sorted({x for x in seen if seen.count(x) > 1})
                 if dupes:
-                    raise ValueError(f"duplicate {kind} label {attr}(s): {', '.join(dupes)}")
+                    raise ConfigError(f"the schema lists {kind} label {attr}(s) {', '.join(map(repr, dupes))} more "
+                                      f"than once; each {kind} label needs its own name and display name")
 
     @property
     def entity_names(self) -> list[str]:
@@ -114,21 +115,34 @@ class Schema:
     @classmethod
     def from_types_file(cls, path: str | Path) -> Schema:
         """Read a SpERT ``*_types.json``: the ``verbose`` name becomes the display name."""
+        from nerre.errors import DataError
+        from nerre.loaders.textfile import json_error, read_text
+
         path = Path(path)
+        if not path.is_file():
+            raise MissingPathError(f"{path}: types file not found; check the path")
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: types file not found") from None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
+            data = json.loads(read_text(path))
+        except (ValueError, RecursionError) as err:
+            line = err.lineno if isinstance(err, json.JSONDecodeError) else None
+            raise DataError(path, f"not valid JSON: {json_error(err)}; fix the file", line=line) from None
+        if not isinstance(data, dict) or not all(isinstance(data.get(k, {}), dict) for k in ("entities", "relations")):
+            raise DataError(path, 'a types file is a JSON object {"entities": {NAME: {"verbose": ...}}, '
+                                  '"relations": {...}}, as SpERT\'s *_types.json')
 
         def labels(key: str) -> list[Label]:
-            return [
-                Label(name, str(v.get("verbose") or name), str(v.get("description", "")), bool(v.get("symmetric")))
-                for name, v in data.get(key, {}).items()
-            ]
+            found = []
+            for name, v in data.get(key, {}).items():
+                if not isinstance(v, dict):
+                    raise DataError(path, f"{key} {name!r}: expected an object with 'verbose' (and 'description')")
+                found.append(Label(name, str(v.get("verbose") or name), str(v.get("description", "")),
+                                   bool(v.get("symmetric"))))
+            return found
 
-        return cls(labels("entities"), labels("relations"))
+        try:
+            return cls(labels("entities"), labels("relations"))
+        except ConfigError as err:
+            raise DataError(path, str(err)) from None
 
 
 def _as_label(x: Label | str | dict) -> Label:

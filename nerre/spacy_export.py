@@ -46,6 +46,7 @@ __all__ = [
     "SPANS_KEY",
     "USER_DATA_KEY",
     "ExportReport",
+    "annotate",
     "from_doc",
     "load_docbin",
     "render_html",
@@ -225,6 +226,24 @@ def to_doc(
             raise ValueError(f"example {example.id!r}: {e}") from None
         doc = Doc(_blank().vocab, words=words, spaces=spaces)
 
+    return doc, annotate(doc, example, alignment)
+
+
+def annotate(doc: Doc, example: Example, alignment: Alignment = "strict", keep_ents: bool = False) -> ExportReport:
+    """Put ``example``'s entities and relations on ``doc``, a Doc of the same text (see the module docstring).
+
+    Args:
+        doc: the Doc (``doc.text == example.text``).
+        example: the annotations.
+        alignment: how entity offsets meet token boundaries, as for :func:`to_doc`.
+        keep_ents: keep the entities ``doc.ents`` already holds and add only the new ones that do not
+            overlap them; by default ``doc.ents`` is replaced.
+
+    Returns:
+        The :class:`ExportReport`: entities that could not be aligned, relations dropped with them.
+    """
+    if doc.text != example.text:
+        raise ValueError(f"example {example.id!r}: its text differs from the Doc's; annotate a Doc of the same text")
     report = ExportReport(docs=1, entities=len(example.entities), relations=len(example.relations))
     spans: dict[Entity, Span] = {}
     for entity in example.entities:
@@ -236,7 +255,12 @@ def to_doc(
         if (span.start_char, span.end_char) != (entity.start, entity.end):
             report.adjusted.append((example.id, entity, _entity(span)))
     doc.spans[SPANS_KEY] = list(spans.values())
-    doc.ents = filter_spans(doc.spans[SPANS_KEY])
+    if keep_ents:
+        taken = {i for ent in doc.ents for i in range(ent.start, ent.end)}
+        new = [s for s in filter_spans(doc.spans[SPANS_KEY]) if taken.isdisjoint(range(s.start, s.end))]
+        doc.ents = sorted([*doc.ents, *new], key=lambda s: s.start)
+    else:
+        doc.ents = filter_spans(doc.spans[SPANS_KEY])
 
     rows: list[_RelationRow] = []
     for relation in example.relations:
@@ -252,7 +276,7 @@ def to_doc(
         "adjusted": [(e.start, e.end, e.label, new.start, new.end) for _, e, new in report.adjusted],
         "dropped_relations": [_row(r.head, r.label, r.tail) for _, r in report.dropped_relations],
     }
-    return doc, report
+    return report
 
 
 def _entity(span: Span) -> Entity:

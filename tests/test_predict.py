@@ -125,7 +125,9 @@ def test_nothing_written_is_lost_when_prediction_fails(tiny_adapter, tmp_path, m
     out = tmp_path / "pred.jsonl"
     with pytest.raises(RuntimeError, match="out of memory"):
         predict(adapter=str(tiny_adapter), input=str(raw), output=str(out), batch_size=1)  # chunks of 8 lines
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert not out.exists()  # the output appears only when complete; what was done is kept beside it
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("pred")] == ["pred.jsonl.partial"]
+    records = [json.loads(line) for line in (tmp_path / "pred.jsonl.partial").read_text().splitlines()]
     assert [r["id"] for r in records] == [f"raw.txt:{n}" for n in range(1, 9)]
     assert all(len(r["entities"]) == 2 for r in records)
 
@@ -139,7 +141,10 @@ def test_bad_adapter_and_input_errors(tiny_adapter, tiny_model_dir, tmp_path):
         read_inputs(tmp_path / "missing.txt")
     binary = tmp_path / "bad.txt"
     binary.write_bytes(b"\xff\xfe\x00 broken")
-    with pytest.raises(ValueError, match="not UTF-8"):
+    with pytest.raises(ValueError, match="the file is UTF-16 text; re-save it as UTF-8"):
+        read_inputs(binary)
+    binary.write_bytes("Café\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"bad.txt:1: not UTF-8 text \(byte 0xe9 at column 4\)"):
         read_inputs(binary)
     other_base = tmp_path / "other-base"
     _other_model(other_base)
@@ -157,6 +162,28 @@ def _other_model(folder: Path) -> None:
 
 def test_gold_predictions_read_back(tmp_path):
     assert len(read_jsonl(GOLD)) == 4
+
+
+def test_predict_reads_and_writes_annotation_tool_formats(tiny_adapter, tmp_path, capsys):
+    """The correct loop: BRAT documents in, Label Studio pre-annotations or BRAT .ann files out, scored back."""
+    from nerre.loaders import load_examples, write_examples
+
+    gold = read_jsonl(GOLD)
+    write_examples(gold, tmp_path / "brat", "brat")
+    run(["predict", "--adapter", str(tiny_adapter), "--input", str(tmp_path / "brat"), "--output",
+         str(tmp_path / "tasks.json"), "--to", "labelstudio", "--evaluate", "true"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["format"] == "labelstudio" and summary["scores"]["entities"]["f1"] == 1.0
+    tasks = json.loads((tmp_path / "tasks.json").read_text())
+    assert [t["data"]["nerre_id"] for t in tasks] == ["tiny-0", "tiny-1", "tiny-2", "tiny-3"]
+    assert tasks[0]["predictions"][0]["result"][0]["value"]["labels"] == ["PER"] and "annotations" not in tasks[0]
+    run(["evaluate", "--gold", str(tmp_path / "brat"), "--pred", str(tmp_path / "tasks.json")])
+    assert json.loads(capsys.readouterr().out)["relations"]["strict"]["f1"] == 1.0
+    run(["predict", "--adapter", str(tiny_adapter), "--input", str(tmp_path / "brat"), "--output",
+         str(tmp_path / "pre"), "--to", "brat"])
+    assert json.loads(capsys.readouterr().out)["not carried over"] == []
+    assert (tmp_path / "pre/tiny-0.ann").read_text().startswith("T1\tPER 0 10\tJohn Smith\n")
+    assert [x.same_annotations(g) for x, g in zip(load_examples(tmp_path / "pre"), gold)] == [True] * 4
 
 
 def test_adapters_saved_with_the_old_length_name_still_load(tmp_path):

@@ -46,6 +46,7 @@ def test_ablations_table_has_a_row_per_variant_and_for_unconstrained_decoding(tm
     rows = [line for line in rendered.splitlines() if line.startswith("| ") and "`" in line]
     assert [row.split(" | ")[0] for row in rows] == ["| baseline", "| baseline, unconstrained", "| json"]
     assert "/ 80.00 |" in rows[0] and "`--data.formulation json`" in rows[2]
+    assert rows[0].split(" | ")[1] == result["model"]
     assert rows[1].split(" | ")[-4:-2] == ["4", "4"]  # defects, of which hallucinated or misplaced
     assert rows[2].split(" | ")[-4:-2] == ["5", "3"]
     assert result["command"] in rendered and "comparison.png" in rendered
@@ -71,3 +72,75 @@ def test_a_run_without_a_logged_training_speed_shows_n_a_not_zero(tmp_path):
     (tmp_path / "short" / "result.json").write_text(json.dumps(result))
     assert "| training tokens/s | n/a |" in run.markdown(result)
     assert "| 0 | n/a | 1.42 |" in results_table.table(tmp_path)
+
+
+def write_ablation(results: Path, name: str, **changes) -> dict:
+    result = {**json.loads((results_table.RESULTS / "ablations" / "baseline" / "result.json").read_text()), **changes}
+    result.pop("unconstrained", None)
+    (results / name).mkdir(parents=True)
+    (results / name / "result.json").write_text(json.dumps(result))
+    return result
+
+
+def test_scale_rows_show_model_steps_speeds_f1_and_unseen_recall(tmp_path):
+    import ablations
+
+    results = tmp_path / "ablations"
+    write_ablation(results, "baseline")
+    recall = {"seen": {"recall": 0.5, "gold": 2, "found": 1}, "unseen": {"recall": 0.25, "gold": 4, "found": 1}}
+    write_ablation(results, "smollm2-steps", model="smollm2-135m", train_tokens_per_s=654.3,
+                   predict_sentences_per_s=4.56, entities={"precision": 0.7, "recall": 0.6, "f1": 0.65},
+                   recall_seen_unseen=recall)
+    write_ablation(results, "smollm2-time", model="smollm2-135m", steps=250,
+                   overrides=["--data.max_train_examples", "960", "--trainer.max_time", "00:00:13:42",
+                              "--trainer.max_steps", "275", "--trainer.max_epochs", "-1"])
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in ablations.markdown(ablations.comparison(results))
+            .splitlines()[2:]}
+    assert list(rows) == ["baseline", "smollm2-steps", "smollm2-time"]
+    variant, model, override, steps, entities, novelty, *_, tokens, sentences = rows["smollm2-steps"]
+    assert (model, override, steps, entities, novelty) == ("smollm2-135m", "`--model.init_args.model smollm2-135m`",
+                                                           "120", "70.00 / 60.00 / 65.00", "50.00 / 25.00")
+    assert (tokens, sentences) == ("654", "4.56 |")
+    assert rows["smollm2-time"][1:4] == ["smollm2-135m", "`--model.init_args.model smollm2-135m --trainer.max_time "
+                                         "00:00:13:42`", "250"]
+    assert rows["baseline"][1:4] == ["gemma-3-270m", "`none`", "120"]
+
+
+def test_time_matched_run_gets_the_baseline_fit_time_and_a_projected_step_count(tmp_path):
+    import ablations
+
+    results = tmp_path / "ablations"
+    write_ablation(results, "baseline", fit_seconds=822.3, steps=120)
+    with pytest.raises(SystemExit, match="smollm2-steps/result.json is missing: .*run the 'smollm2-steps' variant "
+                                         "first \\(--only smollm2-steps\\)"):
+        ablations.wall_clock_budget(results, "baseline", "smollm2-steps")
+    write_ablation(results, "smollm2-steps", fit_seconds=411.0, steps=120)  # twice the baseline's pace
+    assert ablations.wall_clock_budget(results, "baseline", "smollm2-steps") == [
+        "--trainer.max_time", "00:00:13:42", "--trainer.max_steps", "265", "--trainer.max_epochs", "-1"]
+    write_ablation(results / "slow", "smollm2-steps", fit_seconds=3700.0, steps=120)
+    write_ablation(results / "slow", "baseline", fit_seconds=3725.0, steps=120)
+    assert ablations.wall_clock_budget(results / "slow", "baseline", "smollm2-steps")[:4] == [
+        "--trainer.max_time", "00:01:02:05", "--trainer.max_steps", "133"]
+
+
+def test_ablations_run_only_the_variants_asked_for_with_their_budget(tmp_path, monkeypatch):
+    import ablations
+
+    results = tmp_path / "benchmarks" / "results"
+    write_ablation(results / "ablations", "baseline", fit_seconds=822.3, steps=120)
+    write_ablation(results / "ablations", "smollm2-steps", fit_seconds=411.0, steps=120)
+    calls = []
+    monkeypatch.setattr(ablations, "RESULTS", results)
+    monkeypatch.setattr(ablations, "run_benchmark", lambda *args, **kwargs: calls.append(args))
+    monkeypatch.setattr(ablations, "write_comparison", lambda results: None)
+    monkeypatch.setattr(sys, "argv", ["ablations.py", "--config", "c.yaml", "--max-steps", "120", "--train-examples",
+                                      "960", "--only", "smollm2-time", "bio", "--trainer.val_check_interval", "60"])
+    ablations.main()
+    (bio_config, bio, bio_steps, _, bio_args, _), (_, name, steps, _, args, _) = calls
+    assert (bio, bio_steps) == ("bio", 120)
+    assert bio_args == ["--data.max_train_examples", "960", "--data.formulation", "bio",
+                        "--trainer.val_check_interval", "60"]
+    assert (name, steps) == ("smollm2-time", None)
+    assert args == ["--data.max_train_examples", "960", "--trainer.max_time", "00:00:13:42", "--trainer.max_steps",
+                    "265", "--trainer.max_epochs", "-1", "--model.init_args.model", "smollm2-135m",
+                    "--trainer.val_check_interval", "60"]

@@ -3,16 +3,19 @@
 ``tiny_tokenizer`` is a byte-level BPE: it encodes any text (markup, newlines, non-ASCII) and
 ``decode(encode(x)) == x``. ``tiny_model`` is a randomly initialised 2-layer Gemma 3 text model
 with final-logit softcapping on, like the real default. ``tiny_checkpoint`` saves both into a
-folder that ``nerre.models.load_model`` / ``load_tokenizer`` accept.
+folder that ``nerre.models.load_model`` / ``load_tokenizer`` accept. ``tiny_gguf`` writes a 2-layer
+Llama as a Q4_1 GGUF file with a GPT-2 style tokenizer and a chat template, as SmolLM2's package ships it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning import Callback
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
 
@@ -97,3 +100,87 @@ def tiny_checkpoint(folder: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, **
     tiny_model(tokenizer, **overrides).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""SmolLM2's chat template without its default system turn."""
+
+
+def tiny_gguf(path: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, seed: int = 0) -> Path:
+    """Write a random 2-layer Llama (hidden 32, tied embeddings) as a GGUF file at ``path``.
+
+    Its 2-D weights are Q4_1-quantized and its tokenizer is ``tiny_tokenizer(texts)`` stored the way
+    llama.cpp stores GPT-2 style tokenizers, with :data:`CHATML_TEMPLATE`; like SmolLM2-135M-Instruct,
+    the pad token is the eos token.
+    """
+    import gguf
+    import numpy as np
+
+    tokenizer = tiny_tokenizer(texts)
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+    vocab: dict[str, int] = state["model"]["vocab"]
+    tokens = sorted(vocab, key=vocab.__getitem__)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in state["model"]["merges"]]
+    hidden, feed_forward, layers, heads, kv_heads = 32, 64, 2, 2, 1
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(256)
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(layers)
+    writer.add_feed_forward_length(feed_forward)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_vocab_size(len(tokens))
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    control, normal = gguf.TokenType.CONTROL, gguf.TokenType.NORMAL
+    writer.add_token_types([control if token in SPECIAL_TOKENS else normal for token in tokens])
+    writer.add_token_merges(merges)
+    writer.add_bos_token_id(vocab[BOS])
+    writer.add_eos_token_id(vocab[EOS])
+    writer.add_pad_token_id(vocab[EOS])
+    writer.add_unk_token_id(vocab[UNK])
+    writer.add_add_bos_token(False)
+    writer.add_chat_template(CHATML_TEMPLATE)
+    rng = np.random.default_rng(seed)
+
+    def tensor(name: str, *shape: int) -> None:
+        data = (rng.standard_normal(shape) * 0.2).astype(np.float32)
+        if len(shape) == 1:  # norms stay float, as in llama.cpp's quantized files
+            writer.add_tensor(name, data)
+            return
+        packed = gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q4_1)
+        writer.add_tensor(name, packed, raw_shape=packed.shape, raw_dtype=gguf.GGMLQuantizationType.Q4_1)
+
+    tensor("token_embd.weight", len(tokens), hidden)
+    for i in range(layers):
+        tensor(f"blk.{i}.attn_norm.weight", hidden)
+        tensor(f"blk.{i}.attn_q.weight", hidden, hidden)
+        tensor(f"blk.{i}.attn_k.weight", hidden // heads * kv_heads, hidden)
+        tensor(f"blk.{i}.attn_v.weight", hidden // heads * kv_heads, hidden)
+        tensor(f"blk.{i}.attn_output.weight", hidden, hidden)
+        tensor(f"blk.{i}.ffn_norm.weight", hidden)
+        tensor(f"blk.{i}.ffn_gate.weight", feed_forward, hidden)
+        tensor(f"blk.{i}.ffn_up.weight", feed_forward, hidden)
+        tensor(f"blk.{i}.ffn_down.weight", hidden, feed_forward)
+    tensor("output_norm.weight", hidden)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return Path(path)
+
+
+class StopAt(Callback):
+    """Raises ``KeyboardInterrupt`` before training step ``step``: Ctrl-C, on cue."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt

@@ -39,7 +39,8 @@ class FreeDecoder:
         if self.options.max_new_tokens is not None:
             return self.options.max_new_tokens
         source_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return answer_budget(source_tokens, bool(self.formulation.schema.relations))
+        formulation = self.formulation
+        return answer_budget(source_tokens, bool(formulation.schema.relations), formulation.answer_scale)
 
     @torch.inference_mode()
     def generate(self, sources: Sequence[Source], progress: Progress | None = None) -> list[str]:

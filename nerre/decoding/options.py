@@ -66,9 +66,10 @@ class DecodeStats:
             setattr(self, key, getattr(self, key) + value)
 
 
-def answer_budget(source_tokens: int, has_relations: bool) -> int:
-    """A generous number of new tokens for the answer to a source of ``source_tokens`` tokens."""
-    return 2 * source_tokens + 32 + (4 * source_tokens if has_relations else 0)
+def answer_budget(source_tokens: int, has_relations: bool, scale: int = 2) -> int:
+    """A generous number of new tokens for the answer to a source of ``source_tokens`` tokens, whose entity
+    part takes up to ``scale`` tokens per source token (:attr:`Formulation.answer_scale`)."""
+    return scale * source_tokens + 32 + (4 * source_tokens if has_relations else 0)
 
 
 def capped_budget(budget: int, source_tokens: int, prompt_tokens: int, max_sequence_tokens: int | None) -> int:

@@ -137,8 +137,9 @@ class SpeculativeDecoder:
         if options.max_new_tokens is not None:
             budget = options.max_new_tokens
         else:
-            budget = capped_budget(answer_budget(source_tokens, bool(self.formulation.schema.relations)),
-                                   source_tokens, len(prompt), options.max_sequence_tokens)
+            formulation = self.formulation
+            budget = answer_budget(source_tokens, bool(formulation.schema.relations), formulation.answer_scale)
+            budget = capped_budget(budget, source_tokens, len(prompt), options.max_sequence_tokens)
         bytes_per_token = max(1.0, len(text.encode("utf-8")) / max(1, source_tokens))
         return _Row(index, text, grammar, grammar.start(), budget, margin, bytes_per_token, options.speculate,
                     cache, list(prompt[shared:]))

@@ -39,15 +39,20 @@ DEFECTS = {
     "ambiguous_argument": "a triple's argument matches several tagged entities",
     "invalid_json": "the output is not valid JSON",
     "wrong_offsets": "an entity's offsets do not point at its value in the input",
+    "token_drift": "the tokens listed (bio) differ from the input's tokens",
+    "malformed_tag": "a token line (bio) has no tag, or a tag that is not O, B-type or I-type",
+    "invalid_transition": "an I-type tag (bio) does not continue an entity of its type (it follows O, "
+    "another type, or nothing); it is read as B-type",
 }
 
 Source = Example | str
-"""What an answer is generated for: an example (whose tokens tell where tags may go) or a text."""
+"""What an answer is generated for and parsed against: an example (whose tokens tell where tags may go,
+and which the bio formulation lists) or a plain text (tokenized by :func:`nerre.example.tokenize`)."""
 
 
 def source_text(source: Source) -> str:
     """The text of a source."""
-    return source.text if isinstance(source, Example) else source
+    return source if isinstance(source, str) else source.text
 
 
 @dataclass
@@ -80,6 +85,9 @@ class Formulation(ABC):
 
     #: the name configs use to pick this formulation
     name: str = ""
+    #: about how many model tokens the answer's entity part takes per token of the input, at most;
+    #: it sizes the generation budget and the windows long texts are cut into
+    answer_scale: int = 2
 
     def __init__(self, schema: Schema):
         self.schema = schema
@@ -91,12 +99,20 @@ class Formulation(ABC):
         """The text the model should generate for ``example``."""
 
     @abstractmethod
-    def parse_answer(self, text: str, answer: str) -> ParsedAnswer:
-        """Recover annotations of ``text`` from one generated ``answer``; never raises on bad output."""
+    def parse_answer(self, source: Source, answer: str) -> ParsedAnswer:
+        """Recover annotations of ``source`` from one generated ``answer``; never raises on bad output."""
 
     @abstractmethod
     def instruction(self) -> str:
         """One paragraph telling the model what output format to produce."""
+
+    def representable(self, example: Example) -> tuple[Example, Counter]:
+        """The part of ``example`` that this formulation's answers can hold, and what it leaves out, by kind.
+
+        ``encode`` writes exactly that part; all of it comes back from ``parse``. Only the bio
+        formulation leaves anything out (overlapping entities, see :mod:`nerre.formulation.bio`).
+        """
+        return example, Counter()
 
     def parse(self, sources: Sequence[Source], answers: Sequence[str]) -> tuple[list[Example], list[Counter]]:
         """Read generated answers: for each source, an example with the entities and relations found
@@ -105,7 +121,7 @@ class Formulation(ABC):
             raise ValueError(f"{len(sources)} sources but {len(answers)} answers")
         examples, defects = [], []
         for source, answer in zip(sources, answers):
-            parsed = self.parse_answer(source_text(source), answer)
+            parsed = self.parse_answer(source, answer)
             examples.append(parsed.as_example(source))
             defects.append(parsed.defects)
         return examples, defects

@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 from nerre.example import Entity, Example, Relation, entity_order
-from nerre.formulation.base import Formulation, ParsedAnswer
+from nerre.formulation.base import Formulation, ParsedAnswer, Source, source_text
 
 _OBJECT = re.compile(r"\{[^{}\[\]]*\}")
 
@@ -62,8 +62,8 @@ class JsonRecords(Formulation):
             )
         return text
 
-    def parse_answer(self, text: str, answer: str) -> ParsedAnswer:
-        result = ParsedAnswer()
+    def parse_answer(self, source: Source, answer: str) -> ParsedAnswer:
+        text, result = source_text(source), ParsedAnswer()
         record = _parse(answer, result.defects)
         items = record.get("entities")
         by_index: list[Entity | None] = [

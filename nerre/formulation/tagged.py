@@ -11,7 +11,8 @@ Target for ``John Doe joined Acme .`` with a Work_For relation::
   Spans that cross are representable when their labels differ (a closing tag closes the latest
   open tag of its own label); two crossing spans of the same label are not, and ``encode`` raises.
 * A triple names an entity by its text; when several tagged entities share that text, ``#k``
-  (1-based, in text order) says which one: ``Paris #2``.
+  (1-based, in text order) says which one: ``Paris #2`` (the relation section is
+  :mod:`nerre.formulation.relations`, shared with the bio formulation).
 * Text is text: only the configured tag strings ``<display>`` and ``</display>`` are markup, and
   not even they where the source itself holds them: the parser reads the answer against the
   source, so characters of the source (``<person>`` in an HTML input, a ``Relations:`` line) are
@@ -30,39 +31,17 @@ from collections import Counter
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING
 
-from nerre.example import Entity, Example, Relation, entity_order, grapheme_bounds, tokenize
-from nerre.formulation.base import Formulation, ParsedAnswer, Source
+from nerre.example import Entity, Example, entity_order, grapheme_bounds, tokenize
+from nerre.formulation.base import Formulation, ParsedAnswer, Source, source_text
+from nerre.formulation.relations import RELATIONS_HEADER, parse_relations, relation_section
 from nerre.schema import Schema
 
 if TYPE_CHECKING:
     from nerre.decoding.vocabulary import TokenTable
     from nerre.formulation.tagged_grammar import TagGrammar
 
-RELATIONS_HEADER = "\nRelations:"
 _TAG = re.compile(r"<(/?)([^<>\n]{1,64})>")
 _LABEL_LIKE = re.compile(r"[A-Za-z][\w\- .]{0,40}")
-_NUMBERED = re.compile(r"(.*) #(\d+)")
-
-
-def _surface(text: str) -> str:
-    return " ".join(text.split())
-
-
-def reference_groups(entities: list[Entity], text: str) -> dict[str, list[Entity]]:
-    """Entities grouped by their whitespace-normalised text, each group in canonical order."""
-    groups: dict[str, list[Entity]] = {}
-    for e in sorted(set(entities), key=entity_order):
-        groups.setdefault(_surface(text[e.start : e.end]), []).append(e)
-    return groups
-
-
-def references(entities: list[Entity], text: str) -> dict[Entity, str]:
-    """How triples name each entity: its text, plus ``#k`` when the text is not unique."""
-    refs = {}
-    for surface, group in reference_groups(entities, text).items():
-        for k, e in enumerate(group, 1):
-            refs[e] = surface if len(group) == 1 else f"{surface} #{k}"
-    return refs
 
 
 class TaggedText(Formulation):
@@ -80,14 +59,7 @@ class TaggedText(Formulation):
 
     # -- encoding ---------------------------------------------------------------------
     def encode(self, example: Example) -> str:
-        parts = [self.tag(example)]
-        if self.schema.relations:
-            refs = references(example.entities, example.text)
-            parts.append(RELATIONS_HEADER)
-            for r in example.relations:
-                label = self.schema.relation(r.label).display
-                parts.append(f"\n{refs[r.head]} | {label} | {refs[r.tail]}")
-        return "".join(parts)
+        return self.tag(example) + relation_section(self.schema, example)
 
     def tag(self, example: Example) -> str:
         """The input text with inline tags around every entity."""
@@ -146,8 +118,8 @@ class TaggedText(Formulation):
         return TagGrammar(text, tokens, self, vocabulary, max_nesting, max_relations)
 
     # -- parsing ----------------------------------------------------------------------------
-    def parse_answer(self, text: str, answer: str) -> ParsedAnswer:
-        result = ParsedAnswer()
+    def parse_answer(self, source: Source, answer: str) -> ParsedAnswer:
+        text, result = source_text(source), ParsedAnswer()
         tagged, relation_lines = self._split(text, answer)
         pieces = self._read_copy(tagged, text)
         if pieces is None:  # the answer drifts from the source
@@ -159,7 +131,7 @@ class TaggedText(Formulation):
             if relation_lines is None:
                 result.defects["missing_relations"] += 1
             else:
-                result.relations = self.read_relations(relation_lines, result.entities, text, result.defects)
+                result.relations = parse_relations(self.schema, relation_lines, result.entities, text, result.defects)
         return result
 
     def _split(self, text: str, output: str) -> tuple[str, list[str] | None]:
@@ -310,57 +282,6 @@ class TaggedText(Formulation):
                     start, end = s, e
             entities.add(Entity(start, end, label))
         return sorted(entities, key=entity_order)
-
-    def read_relations(self, lines: list[str], entities: list[Entity], text: str, defects: Counter) -> list[Relation]:
-        """The relations that triple ``lines`` name between tagged ``entities`` of ``text``; defects counted."""
-        groups = reference_groups(entities, text)
-        relations = []
-        content = [(i, line.strip()) for i, line in enumerate(lines) if line.strip()]
-        for n, (i, line) in enumerate(content):
-            triple = self._split_triple(line)
-            if triple is None:
-                last = n == len(content) - 1 and i == len(lines) - 1
-                defects["truncated_relations" if last else "malformed_relation"] += 1
-                continue
-            head_ref, label_name, tail_ref = triple
-            label = self._relation_by_display.get(label_name)
-            if label is None:
-                defects["unknown_relation"] += 1
-                continue
-            head, tail = _resolve(head_ref, groups, defects), _resolve(tail_ref, groups, defects)
-            if head is not None and tail is not None:
-                relations.append(Relation(head, tail, label))
-        return relations
-
-    def _split_triple(self, line: str) -> tuple[str, str, str] | None:
-        parts = line.split(" | ")
-        if len(parts) < 3:
-            return None
-        if len(parts) == 3:
-            return parts[0].strip(), parts[1].strip(), parts[2].strip()
-        known = self._relation_by_display
-        for i in range(1, len(parts) - 1):  # argument texts may themselves hold " | "
-            if parts[i].strip() in known:
-                return " | ".join(parts[:i]).strip(), parts[i].strip(), " | ".join(parts[i + 1 :]).strip()
-        return None
-
-
-def _resolve(ref: str, groups: dict[str, list[Entity]], defects: Counter) -> Entity | None:
-    ref = _surface(ref)
-    numbered = _NUMBERED.fullmatch(ref)
-    if numbered and len(groups.get(numbered.group(1), [])) > 1:
-        group, k = groups[numbered.group(1)], int(numbered.group(2))
-        if 1 <= k <= len(group):
-            return group[k - 1]
-        defects["dangling_argument"] += 1
-        return None
-    group = groups.get(ref)
-    if not group:
-        defects["dangling_argument"] += 1
-        return None
-    if len(group) > 1:
-        defects["ambiguous_argument"] += 1
-    return group[0]
 
 
 def _check_same_label_crossing(entities: list[Entity], example: Example) -> None:

@@ -12,7 +12,7 @@ The answers :class:`TagGrammar` accepts for a source text are exactly these:
   that the source holds;
 * when the schema has relation types, ``"\\nRelations:"`` and then at most ``max_relations``
   distinct lines ``"\\n{head} | {relation} | {tail}"`` whose arguments are entities tagged in this
-  very answer (named as :func:`~nerre.formulation.tagged.references` names them, head != tail),
+  very answer (named as :func:`~nerre.formulation.relations.references` names them, head != tail),
   and only lines that the formulation's parser reads back as the same triple.
 
 A state is a tuple of configurations (several while a ``<`` of the source may be a copy or the
@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from nerre.example import Entity, Relation, Token
 from nerre.formulation.grammar import Grammar
-from nerre.formulation.tagged import RELATIONS_HEADER, TaggedText, references
+from nerre.formulation.relations import RELATIONS_HEADER, parse_relations, references
+from nerre.formulation.tagged import TaggedText
 
 if TYPE_CHECKING:
     from nerre.decoding.vocabulary import TokenTable
@@ -258,7 +259,7 @@ class TagGrammar(Grammar):
                         line = f"{refs[h]} | {label} | {refs[t]}"
                         # skip the rare lines the parser would misread (a mention holding " | ")
                         defects: Counter = Counter()
-                        read = self.formulation.read_relations([line], entities, self.text, defects)
+                        read = parse_relations(self.formulation.schema, [line], entities, self.text, defects)
                         if not defects and read == [Relation(h, t, name)]:
                             lines.append(("\n" + line).encode())
             hit = self._lines_cache[spans] = RelationLines(lines)

@@ -1,80 +1,212 @@
-"""Read corpora into :class:`~nerre.example.Example` lists, and convert them to/from ``datasets.Dataset``.
+"""Read corpora into :class:`~nerre.example.Example` lists, write them back, and convert between formats.
 
-Formats: ``conll`` (column files), ``spert`` (SpERT JSON), ``jsonl`` (character offsets, also nerre's
-prediction files) and ``hf`` (Hugging Face token-classification datasets).
+Formats (reader and writer each): ``conll`` (column files), ``spert`` (SpERT JSON), ``jsonl`` (character
+offsets, one record per line; also nerre's prediction files), ``json`` (a JSON list of the same records, e.g.
+Presidio's), ``hf`` (Hugging Face token-classification datasets), ``brat`` (standoff ``.txt`` + ``.ann``),
+``doccano`` (JSONL exports), ``labelstudio`` (JSON exports) and ``spacy`` (``.spacy`` DocBin files). Formats
+are detected from the content (:mod:`nerre.loaders.detect`); options are :class:`ReaderOptions`; what a
+reader converts or skips and what a writer cannot carry is counted in :class:`ReadNotes`.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nerre.errors import ConfigError, DataError
 from nerre.example import Entity, Example, Relation, Token
+from nerre.loaders.brat import read_brat, write_brat
 from nerre.loaders.conll import read_conll
+from nerre.loaders.detect import candidates, no_format_error
+from nerre.loaders.docbin import read_docbin, write_docbin
+from nerre.loaders.doccano import read_doccano, write_doccano
 from nerre.loaders.hf import read_hf
-from nerre.loaders.jsonl import read_jsonl, write_jsonl
+from nerre.loaders.jsonl import read_json, read_jsonl, write_json, write_jsonl
+from nerre.loaders.labelstudio import read_labelstudio, write_labelstudio
+from nerre.loaders.options import NO_OPTIONS, ReaderOptions, ReadNotes
 from nerre.loaders.spert import read_spert
+from nerre.loaders.tokenwise import write_conll, write_hf, write_spert
 
 if TYPE_CHECKING:
     import datasets
 
-FORMATS = ("conll", "spert", "jsonl", "hf")
+log = logging.getLogger(__name__)
+
+FORMATS = ("conll", "spert", "jsonl", "json", "hf", "brat", "doccano", "labelstudio", "spacy")
 
 _READERS: dict[str, Callable[..., list[Example]]] = {
     "conll": read_conll,
     "spert": read_spert,
     "jsonl": read_jsonl,
+    "json": read_json,
     "hf": read_hf,
+    "brat": read_brat,
+    "doccano": read_doccano,
+    "labelstudio": read_labelstudio,
+    "spacy": read_docbin,
 }
+_WRITERS: dict[str, Callable[..., Any]] = {
+    "conll": write_conll,
+    "spert": write_spert,
+    "jsonl": write_jsonl,
+    "json": write_json,
+    "hf": write_hf,
+    "brat": write_brat,
+    "doccano": write_doccano,
+    "labelstudio": write_labelstudio,
+    "spacy": write_docbin,
+}
+_SUFFIXES = {".jsonl": "jsonl", ".spacy": "spacy", ".conll": "conll", ".ann": "brat"}
 
 __all__ = [
     "FORMATS",
+    "ReadNotes",
+    "ReaderOptions",
+    "convert",
     "detect_format",
     "from_dataset",
     "load_examples",
+    "option_names",
+    "read_brat",
     "read_conll",
+    "read_docbin",
+    "read_doccano",
     "read_hf",
+    "read_json",
     "read_jsonl",
+    "read_labelstudio",
     "read_spert",
     "to_dataset",
+    "write_examples",
+    "write_json",
     "write_jsonl",
 ]
 
 
-def detect_format(path: str | Path) -> str:
-    """The format of ``path``: a folder is ``hf`` (``save_to_disk``), ``.json`` is ``spert``, ``.jsonl`` is
-    ``jsonl``, anything else ``conll``."""
-    path = Path(path)
-    if path.is_dir():
-        return "hf"
-    suffix = path.suffix.lower()
-    return {".json": "spert", ".jsonl": "jsonl"}.get(suffix, "conll")
+def option_names(format: str) -> list[str]:
+    """The :class:`ReaderOptions` the reader of ``format`` takes."""
+    parameters = list(inspect.signature(_READERS[format]).parameters)[1:]
+    return [p for p in parameters if p != "notes"]
 
 
-def load_examples(path: str | Path, format: str | None = None, **options: Any) -> list[Example]:
-    """Read ``path`` with the reader of ``format`` (detected from the path when None).
+def detect_format(path: str | Path, options: ReaderOptions | dict[str, Any] | None = None,
+                  allow_text: bool = False) -> str:
+    """The format of ``path``, judged by its content (see :mod:`nerre.loaders.detect`).
 
-    ``options`` go to the reader (e.g. ``scheme="iob1"`` for ``conll``, ``split="test"`` for ``hf``).
+    Reader options that only some formats take narrow the choice (``label_key`` means jsonl or json).
+
+    Args:
+        path: a file or folder.
+        options: the reader options that will be used.
+        allow_text: return ``"text"`` for raw text (what ``nerre predict`` reads) instead of failing.
 
     Raises:
-        ValueError: for an unknown format.
-        TypeError: for an option the reader does not take.
-        nerre.errors.DataError: for bad data.
+        DataError: for a missing path, and for content that fits no format or several, listing the
+            candidates and saying to choose with ``--format``.
     """
-    fmt = detect_format(path) if format is None else format.lower()
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "does not exist; check the path (a Hugging Face hub dataset needs --format hf)")
+    found, seen, fallback = candidates(path)
+    given = ReaderOptions.of(options).given()
+    if given:
+        fits = lambda f: f in _READERS and set(given) <= set(option_names(f))  # noqa: E731
+        found = [f for f in found if fits(f)] or [f for f in fallback if fits(f)] or found
+    if not allow_text:
+        found = [f for f in found if f != "text"]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise no_format_error(path, seen, list(FORMATS))
+    raise DataError(path, f"could be read as {' or '.join(found)} ({seen}); choose with --format "
+                    f"{' or --format '.join(found)}")
+
+
+def load_examples(path: str | Path, format: str | None = None, options: ReaderOptions | dict[str, Any] | None = None,
+                  notes: ReadNotes | None = None, **more: Any) -> list[Example]:
+    """Read ``path`` with the reader of ``format`` (detected from the content when None).
+
+    Args:
+        path: the file or folder.
+        format: one of :data:`FORMATS`.
+        options: :class:`ReaderOptions` (or a dict of them); keyword arguments are added to them (e.g.
+            ``scheme="iob1"`` for ``conll``, ``split="test"`` for ``hf``).
+        notes: collects what the reader converted or skipped; when None, that is logged as one warning line.
+
+    Raises:
+        nerre.errors.ConfigError: for an unknown format, or an option the format does not take.
+        nerre.errors.DataError: for bad data, or content whose format cannot be told.
+    """
+    options = ReaderOptions.of(options, **more)
+    fmt = format.lower() if format else detect_format(path, options)
     if fmt not in _READERS:
-        raise ValueError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     reader = _READERS[fmt]
-    accepted = list(inspect.signature(reader).parameters)[1:]
-    unknown = sorted(set(options) - set(accepted))
+    given = options.given()
+    accepted = option_names(fmt)
+    unknown = sorted(set(given) - set(accepted))
     if unknown:
-        raise TypeError(
-            f"format {fmt!r} does not take option(s) {', '.join(unknown)}; "
+        raise ConfigError(
+            f"{path}: reader option(s) {', '.join(unknown)} do not apply to format {fmt!r}; "
             f"it takes {', '.join(accepted) if accepted else 'no options'}"
         )
-    return reader(path, **options)
+    collected = ReadNotes() if notes is None else notes
+    if "notes" in inspect.signature(reader).parameters:
+        given["notes"] = collected
+    examples = reader(path, **given)
+    if notes is None and collected:
+        log.warning("%s (%s): %s", path, fmt, collected)
+    return examples
+
+
+def output_format(path: str | Path, to: str | None = None) -> str:
+    """The format to write ``path`` in: ``to``, else told by the suffix (``.jsonl``, ``.spacy``, ``.conll``).
+
+    Raises:
+        nerre.errors.ConfigError: for an unknown format, or a path whose suffix does not tell.
+    """
+    if to is not None:
+        if to.lower() not in _WRITERS:
+            raise ConfigError(f"unknown output format {to!r}; choose one of {', '.join(FORMATS)}")
+        return to.lower()
+    suffix = Path(path).suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise ConfigError(f"cannot tell the output format of {path} from its name; choose one with --to: "
+                          f"{', '.join(FORMATS)}")
+    return _SUFFIXES[suffix]
+
+
+def write_examples(examples: Iterable[Example], path: str | Path, format: str, **settings: Any) -> ReadNotes:
+    """Write ``examples`` to ``path`` in ``format``; returns what the format could not carry.
+
+    ``settings`` go to the writer (``predictions=True`` for ``labelstudio`` pre-annotations).
+    """
+    notes = _WRITERS[output_format(path, format)](list(examples), path, **settings)
+    return notes if isinstance(notes, ReadNotes) else ReadNotes()
+
+
+def convert(source: str | Path, target: str | Path, to: str | None = None, format: str | None = None,
+            options: ReaderOptions = NO_OPTIONS) -> dict[str, Any]:
+    """Read ``source`` and write it to ``target`` in another format; a summary of what was read, converted
+    on reading, and could not be carried into the target format."""
+    fmt_out = output_format(target, to)
+    read_notes = ReadNotes()
+    fmt_in = format or detect_format(source, options)
+    examples = load_examples(source, fmt_in, options, notes=read_notes)
+    lost = write_examples(examples, target, fmt_out)
+    return {
+        "from": fmt_in,
+        "to": fmt_out,
+        "examples": len(examples),
+        "entities": sum(len(ex.entities) for ex in examples),
+        "relations": sum(len(ex.relations) for ex in examples),
+        "output": str(target),
+        "converted on reading": read_notes.lines(),
+        "not carried over": lost.lines(),
+    }
 
 
 def to_dataset(examples: Iterable[Example]) -> datasets.Dataset:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from nerre.errors import DataError
 from nerre.example import Example
-from nerre.loaders.tags import TagError, detect_scheme, normalize_scheme, spans_from_tags
+from nerre.loaders.tags import TagError, announce_scheme, detect_scheme, normalize_scheme, spans_from_tags
+from nerre.loaders.textfile import read_text
 
 DOCSTART = "-DOCSTART-"
 
@@ -49,6 +50,7 @@ def read_conll(
         raise DataError(path, "the file holds no sentences; expected one token per line, blank lines between sentences")
     if scheme == "auto":
         scheme = detect_scheme(s.tags for s in sentences)
+        announce_scheme(scheme, [s.tags for s in sentences], lambda i, k: f"{path}:{sentences[i].lines[k]}")
     examples = []
     for sentence in sentences:
         try:
@@ -61,14 +63,10 @@ def read_conll(
 
 
 def _read_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        hint = "; for a Hugging Face hub dataset pass format='hf'" if not path.exists() and not path.suffix else ""
-        what = "is a folder, not a CoNLL file" if path.is_dir() else "does not exist"
-        raise DataError(path, f"file {what}; check the path{hint}")
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise DataError(path, f"not UTF-8 text ({e.reason} at byte {e.start}); convert the file to UTF-8") from e
+    if not path.exists() and not path.suffix:
+        raise DataError(path, "file does not exist; check the path (for a Hugging Face hub dataset pass format='hf')")
+    lines = read_text(path).split("\n")  # only newlines end lines, so line numbers match an editor's
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def _read_sentences(path: Path, tag_column: int, separator: str | None, text_column: int) -> list[_Sentence]:

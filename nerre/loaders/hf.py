@@ -7,7 +7,7 @@ from typing import Any
 
 from nerre.errors import DataError
 from nerre.example import Example
-from nerre.loaders.tags import TagError, detect_scheme, normalize_scheme, spans_from_tags
+from nerre.loaders.tags import TagError, announce_scheme, detect_scheme, normalize_scheme, spans_from_tags
 
 
 def read_hf(
@@ -50,6 +50,7 @@ def read_hf(
     ids = list(ds["id"]) if "id" in ds.column_names else None
     if scheme == "auto":
         scheme = detect_scheme(tag_rows)
+        announce_scheme(scheme, tag_rows, lambda row, k: f"{source}: record {row}, token {k}")
     name = Path(name_or_path).name or str(name_or_path)
     examples = []
     for row, (words, tags) in enumerate(zip(words_rows, tag_rows)):
@@ -68,12 +69,17 @@ def _load(name_or_path: str | Path, split: str | None) -> Any:
     import datasets
 
     if Path(name_or_path).is_dir():
-        ds = datasets.load_from_disk(str(name_or_path))
+        try:
+            ds = datasets.load_from_disk(str(name_or_path))
+        except Exception as e:  # datasets and pyarrow raise many kinds for a damaged folder
+            message = (f"cannot read this folder as a dataset saved with save_to_disk ({type(e).__name__}: "
+                       f"{_first_line(e)}); save it again, or pass the path of a corpus file")
+            raise DataError(name_or_path, message) from e
     else:
         try:
             ds = datasets.load_dataset(str(name_or_path), split=split)
         except Exception as e:  # hub/network/format errors: report them against the dataset name
-            message = f"could not load the dataset ({type(e).__name__}: {e}); check the name or path"
+            message = f"could not load the dataset ({type(e).__name__}: {_first_line(e)}); check the name or path"
             raise DataError(name_or_path, message) from e
     if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         splits = ", ".join(ds)
@@ -108,3 +114,7 @@ def _tag_strings(source: str, feature: Any, rows: list[list[Any]]) -> list[list[
             raise DataError(source, f"tag id {bad} is outside the {len(names)} ClassLabel names", record=row)
         out.append([names[t] for t in tags])
     return out
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0][:200]

@@ -1,8 +1,10 @@
-"""JSON Lines with character offsets: users' own data, and nerre's prediction files.
+"""JSON Lines and JSON lists of records with character offsets: users' own data, and nerre's prediction files.
 
-One JSON object per line: a text, a list of spans with character offsets (end exclusive), and optionally
-relations ``{head, tail, label}`` indexing that span list. Span keys are detected from the first span of the
-file among two presets (nerre's own and the Presidio/PII style) unless given explicitly.
+One JSON object per line (``jsonl``), or one JSON list of the same objects (``json``, as Presidio's
+evaluation data is kept): a text, a list of spans with character offsets (end exclusive), and optionally
+relations ``{head, tail, label}`` indexing that span list. Field and span keys are detected from the first
+record and span among two presets (nerre's own, and the Presidio/PII style with ``full_text`` and ``spans``)
+unless given explicitly.
 """
 
 from __future__ import annotations
@@ -14,18 +16,21 @@ from typing import Any
 
 from nerre.errors import DataError
 from nerre.example import Entity, Example, Relation
+from nerre.loaders.records import Record, read_records
 
 # (label, value, start, end) keys of a span
 PRESETS: dict[str, tuple[str, str, str, str]] = {
     "nerre": ("label", "text", "start", "end"),
     "presidio": ("entity_type", "entity_value", "start_position", "end_position"),
 }
+# (text field, spans field) of a record, tried in order
+FIELDS = (("text", "entities"), ("full_text", "spans"))
 
 
 def read_jsonl(
     path: str | Path,
-    text_field: str = "text",
-    spans_field: str = "entities",
+    text_field: str | None = None,
+    spans_field: str | None = None,
     label_key: str | None = None,
     value_key: str | None = None,
     start_key: str | None = None,
@@ -36,8 +41,9 @@ def read_jsonl(
 
     Args:
         path: the file.
-        text_field: record field holding the text.
-        spans_field: record field holding the list of spans (required in every record; ``[]`` for none).
+        text_field: record field holding the text (default ``text``, else ``full_text`` as Presidio writes it).
+        spans_field: record field holding the list of spans (required in every record; ``[]`` for none; default
+            ``entities``, else ``spans``).
         label_key, value_key, start_key, end_key: keys inside a span. Any left as None is taken from the preset
             (``label/text/start/end`` or ``entity_type/entity_value/start_position/end_position``) that the first
             span of the file matches. The value is optional in a span; when present it must equal
@@ -54,57 +60,96 @@ def read_jsonl(
         DataError: naming ``file:line`` for a missing or empty file, broken JSON, a missing field, a span out of
             range, a value that differs from the text it covers, or a relation index out of range.
     """
+    return _read(path, "jsonl", text_field, spans_field, (label_key, value_key, start_key, end_key), relations_field)
+
+
+def read_json(
+    path: str | Path,
+    text_field: str | None = None,
+    spans_field: str | None = None,
+    label_key: str | None = None,
+    value_key: str | None = None,
+    start_key: str | None = None,
+    end_key: str | None = None,
+    relations_field: str = "relations",
+) -> list[Example]:
+    """Read one JSON list of the records :func:`read_jsonl` reads (e.g. Presidio's ``full_text`` + ``spans``).
+
+    The options are those of :func:`read_jsonl`. Ids default to ``"{file name}:{index}"``; errors name the
+    record index.
+    """
+    return _read(path, "json", text_field, spans_field, (label_key, value_key, start_key, end_key), relations_field)
+
+
+def write_json(examples: Iterable[Example], path: str | Path) -> Path:
+    """Write ``Example.to_dict()`` records as one JSON list (UTF-8)."""
     path = Path(path)
-    records = list(_records(path))
-    if not records:
-        raise DataError(path, "the file holds no records; expected one JSON object per line")
-    keys = _span_keys(path, records, spans_field, (label_key, value_key, start_key, end_key))
-    return [_example(path, line, record, text_field, spans_field, keys, relations_field) for line, record in records]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    records = [example.to_dict() for example in examples]
+    path.write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def _read(path: str | Path, layout: str, text_field: str | None, spans_field: str | None,
+          given: tuple[str | None, ...], relations_field: str) -> list[Example]:
+    path = Path(path)
+    records, _ = read_records(path, layout)
+    text_field, spans_field = _fields(records[0].data, text_field, spans_field)
+    keys = _span_keys(path, records, spans_field, given)
+    return [_example(path, record, text_field, spans_field, keys, relations_field) for record in records]
+
+
+def _fields(first: dict[str, Any], text_field: str | None, spans_field: str | None) -> tuple[str, str]:
+    """The text and spans fields: as given, else the first preset pair the first record has."""
+    for text, spans in FIELDS:
+        if (text_field or text) in first and (spans_field or spans) in first:
+            return text_field or text, spans_field or spans
+    return text_field or FIELDS[0][0], spans_field or FIELDS[0][1]
+
+
+def read_predictions(path: str | Path) -> list[Example]:
+    """Read a prediction file (the JSONL that ``nerre predict`` writes) for scoring.
+
+    As :func:`read_jsonl` with nerre's own keys, except that a record without an ``id`` gets none (not
+    ``"{file name}:{line}"``), so that such records are paired with the gold by position.
+    """
+    path = Path(path)
+    records, _ = read_records(path, "jsonl")
+    keys = _span_keys(path, records, "entities", (None, None, None, None))
+    examples = []
+    for record in records:
+        example = _example(path, record, "text", "entities", keys, "relations")
+        if "id" not in record.data:
+            example.id = None
+        examples.append(example)
+    return examples
 
 
 def write_jsonl(examples: Iterable[Example], path: str | Path) -> Path:
-    """Write ``Example.to_dict()`` one per line (UTF-8, ``ensure_ascii=False``): nerre's prediction format."""
+    """Write ``Example.to_dict()`` one per line (UTF-8, ``ensure_ascii=False``): nerre's prediction format.
+
+    The file is written beside ``path`` and renamed into place when complete."""
+    from nerre.atomic import atomic_open
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="\n") as f:
+    with atomic_open(path, "w", newline="\n") as f:
         for example in examples:
             f.write(json.dumps(example.to_dict(), ensure_ascii=False) + "\n")
     return path
 
 
-def _records(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise DataError(path, f"file {'is a folder' if path.is_dir() else 'does not exist'}; check the path")
-    with path.open(encoding="utf-8") as f:
-        try:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    message = f"not valid JSON: {e.msg} at column {e.colno}; each line must be one JSON object"
-                    raise DataError(path, message, line=number) from e
-                if not isinstance(record, dict):
-                    raise DataError(path, f"expected a JSON object, found {type(record).__name__}", line=number)
-                yield number, record
-        except UnicodeDecodeError as e:
-            raise DataError(path, f"not UTF-8 text ({e.reason}); convert the file to UTF-8") from e
-
-
-def _span_keys(
-    path: Path, records: list[tuple[int, dict[str, Any]]], spans_field: str, given: tuple[str | None, ...]
-) -> tuple[str | None, ...]:
+def _span_keys(path: Path, records: list[Record], spans_field: str, given: tuple[str | None, ...]) -> tuple[str | None, ...]:
     """Fill the span keys left as None from the preset the file's first span matches."""
     if all(key is not None for key in given):
         return given
     first = next(
-        ((line, r[spans_field][0]) for line, r in records if isinstance(r.get(spans_field), list) and r[spans_field]),
+        ((r, r.data[spans_field][0]) for r in records
+         if isinstance(r.data.get(spans_field), list) and r.data[spans_field]),
         None,
     )
     if first is None:  # no spans anywhere: the keys are never used
         return given
-    line, span = first
+    record, span = first
     for label, value, start, end in PRESETS.values():
         if isinstance(span, dict) and all(k in span for k in (label, start, end)):
             return tuple(g if g is not None else p for g, p in zip(given, (label, value, start, end)))
@@ -112,32 +157,31 @@ def _span_keys(
         return given
     presets = "; ".join("/".join(keys) for keys in PRESETS.values())
     found = sorted(span) if isinstance(span, dict) else type(span).__name__
-    raise DataError(
+    raise record.error(
         path,
         f"cannot tell the span keys: the first span has keys {found}, which match neither preset ({presets}); "
-        "pass label_key, start_key and end_key (and value_key)",
-        line=line,
+        "set the reader options label_key, start_key and end_key (and value_key)",
     )
 
 
 def _example(
     path: Path,
-    line: int,
-    record: dict[str, Any],
+    where: Record,
     text_field: str,
     spans_field: str,
     keys: tuple[str | None, ...],
     relations_field: str,
 ) -> Example:
     def fail(message: str) -> DataError:
-        return DataError(path, message, line=line)
+        return where.error(path, message)
 
+    record = where.data
     text = record.get(text_field)
     if not isinstance(text, str):
-        raise fail(f"field {text_field!r} must hold the text (a string); set text_field to the right field")
+        raise fail(f"field {text_field!r} must hold the text (a string); set the reader option text_field to the right field")
     spans = record.get(spans_field)
     if not isinstance(spans, list):
-        raise fail(f"field {spans_field!r} must hold a list of spans ([] for none); set spans_field to the right field")
+        raise fail(f"field {spans_field!r} must hold a list of spans ([] for none); set the reader option spans_field to the right field")
     label_key, value_key, start_key, end_key = keys
     entities = []
     for k, span in enumerate(spans):
@@ -163,7 +207,7 @@ def _example(
     if not isinstance(raw_relations, list):
         raise fail(f"field {relations_field!r} must hold a list of relations {{head, tail, label}}")
     relations = [_relation(fail, k, r, entities) for k, r in enumerate(raw_relations)]
-    rid = record["id"] if "id" in record else f"{path.name}:{line}"
+    rid = record["id"] if "id" in record else where.where(path)
     return Example(text, entities, relations, id=None if rid is None else str(rid))
 
 

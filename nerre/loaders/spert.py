@@ -13,6 +13,7 @@ from typing import Any
 
 from nerre.errors import DataError
 from nerre.example import Example
+from nerre.loaders.textfile import json_error, read_text
 
 _REQUIRED = ("tokens", "entities", "relations")
 
@@ -41,17 +42,12 @@ def read_spert(path: str | Path) -> list[Example]:
 
 
 def _load_json(path: Path) -> Any:
-    if not path.is_file():
-        raise DataError(path, f"file {'is a folder' if path.is_dir() else 'does not exist'}; check the path")
+    text = read_text(path)
     try:
-        with path.open(encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(
-            path, f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}; fix the file", line=e.lineno
-        ) from e
-    except UnicodeDecodeError as e:
-        raise DataError(path, f"not UTF-8 text ({e.reason} at byte {e.start}); convert the file to UTF-8") from e
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        line = e.lineno if isinstance(e, json.JSONDecodeError) else None
+        raise DataError(path, f"not valid JSON: {json_error(e)}; fix the file", line=line) from None
 
 
 def _json_type(value: Any) -> str:

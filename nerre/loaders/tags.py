@@ -7,7 +7,10 @@ position, so that readers can point at the file line or record.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+from nerre.errors import ConfigError
 
 SCHEMES = ("iob1", "iob2", "bioes")
 _ALIASES = {"bio": "iob2", "iob": "iob2", "iobes": "bioes", "bilou": "bioes"}
@@ -15,6 +18,7 @@ _PREFIXES = frozenset("BIESLU")
 _BILOU = {"L": "E", "U": "S"}  # BILOU spells BIOES's E- and S- as L- and U-
 
 Span = tuple[int, int, str]
+log = logging.getLogger(__name__)
 
 
 class TagError(ValueError):
@@ -29,7 +33,7 @@ def normalize_scheme(scheme: str) -> str:
     """The canonical name of a scheme (``bilou`` -> ``bioes``, ``bio`` -> ``iob2``); ValueError if unknown."""
     name = _ALIASES.get(scheme.lower(), scheme.lower())
     if name not in SCHEMES:
-        raise ValueError(f"unknown tag scheme {scheme!r}; choose one of {', '.join(SCHEMES)} (or 'auto' to detect)")
+        raise ConfigError(f"unknown tag scheme {scheme!r}; choose one of {', '.join(SCHEMES)} (or 'auto' to detect)")
     return name
 
 
@@ -81,6 +85,39 @@ def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
                 iob1 = True
             previous = label
     return "iob1" if iob1 else "iob2"
+
+
+def announce_scheme(scheme: str, tag_sequences: Sequence[Sequence[str]], where: Callable[[int, int], str]) -> None:
+    """Say in one line why a detected scheme is IOB1: the first I- tag that begins an entity.
+
+    ``where(sequence, token)`` names that tag's place (``file:line``, or a dataset row). A corpus that begins
+    entities with B- (as IOB2 does) at least as often as with I- is an IOB2 file with stray I- tags: a warning
+    says so, and how to be strict instead. One that mostly begins them with I- is IOB1 (CoNLL-2003): said at
+    info level.
+    """
+    if scheme != "iob1":
+        return
+    found, starts = None, {"B": 0, "I": 0}  # how entities begin: B- (IOB2's way) or I- (IOB1's)
+    for i, tags in enumerate(tag_sequences):
+        previous: str | None = None
+        for k, tag in enumerate(tags):
+            parsed = _try_parse(tag)
+            label = parsed[1] if parsed else None
+            if parsed and parsed[0] in starts and label != previous:
+                starts[parsed[0]] += 1
+                if parsed[0] == "I" and found is None:
+                    found = (i, k, f"{tag} follows {tags[k - 1]}" if k else f"{tag} begins a sentence")
+            previous = label
+    iob2_like = starts["B"] >= starts["I"]  # in doubt, say it loudly
+    if found is None:
+        return
+    i, k, what = found
+    if iob2_like:
+        log.warning("%s: %s, which IOB2 does not allow; read as IOB1 (an I- tag may begin an entity, which gives "
+                    "the same spans); set scheme 'iob2' to stop at such tags instead", where(i, k), what)
+    else:
+        log.info("%s: %s, beginning an entity, so the tags are read as IOB1 (as in CoNLL-2003); set scheme to "
+                 "override", where(i, k), what)
 
 
 def spans_from_tags(tags: Sequence[str], scheme: str) -> list[Span]:
