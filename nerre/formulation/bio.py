@@ -39,7 +39,7 @@ from difflib import SequenceMatcher
 
 from nerre.example import Entity, Example, entity_order
 from nerre.formulation.base import Formulation, ParsedAnswer, Source
-from nerre.formulation.relations import RELATIONS_HEADER, parse_relations, relation_section
+from nerre.formulation.relations import RELATIONS_HEADER, read_relation_section, relation_section
 from nerre.loaders.tags import TagError, iob2_tags, parse_tag
 
 #: What :meth:`BioTags.representable` leaves out of an example, with what it means.
@@ -131,13 +131,9 @@ class BioTags(Formulation):
             token_lines, relation_lines = lines[:header], lines[header + 1 :]
         words, spans = self._read_lines(token_lines, result.defects)
         result.entities = self._map_to_source(words, spans, example, result.defects)
-        if self.schema.relations:
-            if relation_lines is None:
-                result.defects["missing_relations"] += 1
-            else:
-                result.relations = parse_relations(
-                    self.schema, relation_lines, result.entities, example.text, result.defects
-                )
+        result.relations = read_relation_section(
+            self.schema, relation_lines, result.entities, example.text, result.defects
+        )
         return result
 
     def _label(self, name: str) -> str | None:

@@ -57,6 +57,19 @@ def relation_section(schema: Schema, example: Example) -> str:
     return "".join(lines)
 
 
+def read_relation_section(
+    schema: Schema, lines: list[str] | None, entities: list[Entity], text: str, defects: Counter
+) -> list[Relation]:
+    """The relations of an answer's section (``lines`` after the header; None when the header is absent,
+    counted as ``missing_relations`` where the schema has relation types)."""
+    if not schema.relations:
+        return []
+    if lines is None:
+        defects["missing_relations"] += 1
+        return []
+    return parse_relations(schema, lines, entities, text, defects)
+
+
 def parse_relations(
     schema: Schema, lines: list[str], entities: list[Entity], text: str, defects: Counter
 ) -> list[Relation]:

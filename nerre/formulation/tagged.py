@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from nerre.example import Entity, Example, entity_order, grapheme_bounds, tokenize
 from nerre.formulation.base import Formulation, ParsedAnswer, Source, source_text
-from nerre.formulation.relations import RELATIONS_HEADER, parse_relations, relation_section
+from nerre.formulation.relations import RELATIONS_HEADER, read_relation_section, relation_section
 from nerre.schema import Schema
 
 if TYPE_CHECKING:
@@ -127,11 +127,7 @@ class TaggedText(Formulation):
             pieces = self._read_aligned(tagged, text)
         plain, spans = self._spans(pieces, result.defects)
         result.entities = self._map_to_source(plain, spans, text, result.defects)
-        if self.schema.relations:
-            if relation_lines is None:
-                result.defects["missing_relations"] += 1
-            else:
-                result.relations = parse_relations(self.schema, relation_lines, result.entities, text, result.defects)
+        result.relations = read_relation_section(self.schema, relation_lines, result.entities, text, result.defects)
         return result
 
     def _split(self, text: str, output: str) -> tuple[str, list[str] | None]:
