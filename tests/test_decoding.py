@@ -12,7 +12,7 @@ import pytest
 import torch
 import transformers
 import yaml
-from tiny import DEFAULT_TEXTS, SPECIAL_TOKENS, tiny_model, tiny_tokenizer
+from tiny import DEFAULT_TEXTS, SPECIAL_TOKENS, tiny_llama, tiny_model, tiny_tokenizer
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -184,10 +184,14 @@ def test_speculation_gives_the_same_tokens_as_step_by_step_decoding(tokenizer_ki
     assert runs[speculate][2].accepted_tokens > 0
 
 
-def test_packed_forward_pass_matches_the_model():
+@pytest.mark.parametrize("arch", ["gemma-sliding", "llama"])
+def test_packed_forward_pass_matches_the_model(arch):
     """Packed passes rest on transformers internals (nerre/decoding/passes.py): an upgrade that breaks them
-    fails here, naming the version, instead of silently decoding one input at a time."""
+    fails here, naming the version, instead of silently decoding one input at a time. Llama builds its own
+    causal mask (the attention function gets None, not the pack): SmolLM2's architecture."""
     model, tokenizer, formulation, prompts = setup(SCHEMAS["relations"], "byte_level")
+    if arch == "llama":
+        model = tiny_llama(tokenizer)
     passes = FaithfulDecoder(model, tokenizer, prompts, formulation).engine.passes
     version = f"transformers {transformers.__version__}"
     assert passes.packing_works(tokenizer), f"packed passes no longer fit {version}: {passes.packing_problem}"

@@ -10,8 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from tiny import CHAT_TEMPLATE, CHATML_TEMPLATE, DEFAULT_TEXTS, tiny_checkpoint, tiny_gguf, tiny_model, tiny_tokenizer
-from transformers import LlamaConfig, LlamaForCausalLM
+from tiny import (
+    CHAT_TEMPLATE,
+    CHATML_TEMPLATE,
+    DEFAULT_TEXTS,
+    tiny_checkpoint,
+    tiny_gguf,
+    tiny_llama,
+    tiny_model,
+    tiny_tokenizer,
+)
+from transformers import LlamaForCausalLM
 
 from nerre import models
 from nerre.errors import ConfigError
@@ -127,14 +136,6 @@ def assert_same_loss_and_gradients(model, batch) -> dict[str, torch.Tensor]:
         if param.requires_grad:
             torch.testing.assert_close(ours[name], param.grad, atol=1e-5, rtol=1e-4)
     return ours
-
-
-def tiny_llama(tokenizer) -> LlamaForCausalLM:
-    """A randomly initialised 2-layer Llama (no softcapping, no sliding window), seeded."""
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).eval()
 
 
 def test_answer_loss_with_lora_matches_loss_and_gradients(tokenizer):

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from lightning import Callback
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
+from transformers import Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = [PAD, EOS, BOS, UNK]  # ids 0, 1, 2, 3 as in Gemma
@@ -91,6 +91,14 @@ def tiny_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0, **overrides: A
     torch.manual_seed(seed)
     model = Gemma3ForCausalLM(tiny_config(tokenizer, **overrides))
     return model.float().eval()
+
+
+def tiny_llama(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> LlamaForCausalLM:
+    """A randomly initialised 2-layer Llama (no softcapping, no sliding window; builds its own causal mask), seeded."""
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config).eval()
 
 
 def tiny_checkpoint(folder: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, **overrides: Any) -> Path:

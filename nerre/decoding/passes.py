@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -98,8 +99,11 @@ class _Packed(DynamicCache):
 
 def _packed_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, sliding_window=None,
                       softcap=None, **kwargs):
-    """Attention for a :class:`_Packed` pass: each sequence's queries over that sequence's keys only."""
-    pack: _Packed = attention_mask
+    """Attention for a :class:`_Packed` pass: each sequence's queries over that sequence's keys only.
+
+    The pack arrives as the attention mask where the model passes masks through (Gemma 3); models that
+    build their own mask first (Llama's ``create_causal_mask`` gives None here) read the running pass."""
+    pack: _Packed = attention_mask if isinstance(attention_mask, _Packed) else _RUNNING.pack
     outputs = []
     for row, (a, b) in zip(pack.rows, pack.segments):
         q = query[:, :, a:b]
@@ -118,6 +122,10 @@ def _packed_attention(module, query, key, value, attention_mask, dropout=0.0, sc
             out = torch.softmax(scores.float(), dim=-1).to(q.dtype) @ v
         outputs.append(out)
     return torch.cat(outputs, dim=2).transpose(1, 2).contiguous(), None
+
+
+_RUNNING = threading.local()
+"""The :class:`_Packed` pass running in this thread (``pack``), for models that do not pass it through."""
 
 
 def _register_packed_attention() -> None:
@@ -219,11 +227,13 @@ class ModelPasses:
         masks.setdefault("full_attention", pack)
         before = config._attn_implementation
         config._attn_implementation = PACKED_ATTENTION
+        _RUNNING.pack = pack
         try:
             return self._body(ids, pack, attention_mask=masks,
                               position_ids=torch.tensor([positions], device=self.device))
         finally:
             config._attn_implementation = before
+            _RUNNING.pack = None
 
     @torch.inference_mode()
     def packing_works(self, tokenizer: Any) -> bool:
