@@ -8,8 +8,8 @@ Each variant is one ``benchmarks/run.py`` run with one config override:
 - ``baseline``: inline tags, loss on the answer only, label descriptions in the prompt, constrained
   decoding (and, from the same adapter, unconstrained decoding: F1 and hallucination counts);
 - ``json``: JSON records with character offsets instead of inline tags;
-- ``bio``: a ``token TAG`` line per input token (IOB2) instead of inline tags (free generation: it has
-  no constrained decoder yet);
+- ``bio``: a ``token TAG`` line per input token (IOB2) instead of inline tags (constrained decoding: the
+  input's tokens in order, valid tags and transitions);
 - ``no-descriptions``: label names only in the prompt;
 - ``loss-all``: loss on the whole sequence, prompt included;
 - ``smollm2-steps``: SmolLM2-135M-Instruct instead of Gemma 3 270M, for the same steps

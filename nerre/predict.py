@@ -61,7 +61,7 @@ class Extractor:
         settings: the nerre settings saved with the adapter.
         constrained: faithful decoding: the output can only copy the input and insert configured tags.
             False: plain greedy generation, whose defects are counted. None: constrained where the
-            formulation has a grammar (tagged), free otherwise (json, bio).
+            formulation has a grammar (tagged, bio), free otherwise (json).
         batch_size: texts decoded together.
     """
 
@@ -267,7 +267,7 @@ def predict(
             with the predictions as pre-annotations), doccano, json, spert, conll, hf or spacy; told by the
             suffix of ``output`` when omitted (.jsonl, .spacy, .conll, .ann), else jsonl.
         constrained: faithful decoding (copy the input, insert only configured tags); false: plain greedy
-            generation, whose defects are counted; default: constrained where the formulation has a grammar (tagged).
+            generation, whose defects are counted; default: constrained where the formulation has a grammar (tagged, bio).
         batch_size: texts per generation batch.
         evaluate: score the predictions against the annotations of the input.
         spacy: also write the predictions as a spaCy DocBin (.spacy).

@@ -32,7 +32,7 @@ class BaseTask(LightningModule):
         warmup: warm-up length, as a fraction of the training steps (< 1) or a number of steps.
         max_new_tokens: cap on generated tokens per answer in validation and test (None: from the input length).
         constrained: faithful constrained decoding in validation and test; None: constrained where the
-            formulation has a grammar (tagged), free greedy generation otherwise (json, bio).
+            formulation has a grammar (tagged, bio), free greedy generation otherwise (json).
     """
 
     def __init__(
@@ -195,7 +195,7 @@ class LoraTask(BaseTask):
         warmup: warm-up length, as a fraction of the training steps (< 1) or a number of steps.
         max_new_tokens: cap on generated tokens per answer in validation and test (None: from the input length).
         constrained: faithful constrained decoding in validation and test; None: constrained where the
-            formulation has a grammar (tagged), free greedy generation otherwise (json, bio).
+            formulation has a grammar (tagged, bio), free greedy generation otherwise (json).
         lora_r: LoRA rank.
         lora_alpha: LoRA scaling numerator (the update is scaled by alpha / r).
         lora_dropout: dropout on the LoRA branch.

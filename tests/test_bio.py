@@ -249,31 +249,143 @@ def test_training_targets_use_the_corpus_tokens_and_losses_are_logged(tiny_model
     assert get_formulation("bio", data.schema).encode(Example.from_dict(shot)).startswith("U.S. B-Loc\n")
 
 
+# -- constrained decoding ------------------------------------------------------------------------------
+def accepted(grammar, answer: str):
+    state = grammar.advance_bytes(grammar.start(), answer.encode())
+    return state if state is not None and grammar.accepting(state) else None
+
+
+@pytest.mark.parametrize("path,types", [c for c in CORPORA if "test" in c[0] or "ade" in c[0]])
+def test_grammar_accepts_each_gold_answer_and_tags_what_it_holds(data_dir, path, types):
+    examples, schema = corpus(data_dir, path, types)
+    bio = BioTags(schema)
+    for ex in examples[:800]:
+        grammar = bio.grammar(ex)
+        state = accepted(grammar, bio.encode(ex))
+        assert state is not None, ex.id
+        assert grammar.tagged(state) == bio.representable(ex)[0].entities, ex.id
+        shortest = grammar.completion(grammar.start())  # every token O, then the header
+        assert accepted(grammar, shortest.decode()) and bio.parse_answer(ex, shortest.decode()).entities == []
+
+
+@pytest.mark.parametrize("answer,ok", [
+    ("John B-person\nDoe I-person\njoined O\nAcme B-organization\n. O\nRelations:\nJohn Doe | work for | Acme", True),
+    ("John B-person\nDoe B-person\njoined O\nAcme O\n. O\nRelations:", True),  # adjacent entities
+    ("John O\nDoe O\njoined O\nAcme O\n. O\nRelations:", True),
+    ("John O\nDoe I-person\njoined O\nAcme O\n. O\nRelations:", False),  # I- after O
+    ("John B-organization\nDoe I-person\njoined O\nAcme O\n. O\nRelations:", False),  # I- of another type
+    ("John B-company\nDoe O\njoined O\nAcme O\n. O\nRelations:", False),  # unknown label
+    ("John B-PER\nDoe O\njoined O\nAcme O\n. O\nRelations:", False),  # a label name, not its display name
+    ("John O\nDoe O\njoins O\nAcme O\n. O\nRelations:", False),  # a token rephrased
+    ("John O\nDoe O\nAcme O\n. O\nRelations:", False),  # a token left out
+    ("John O\nDoe O\njoined O\nAcme O\n. O\n! O\nRelations:", False),  # a token added
+    ("John O\nDoe O\njoined O\nAcme O\n. O", False),  # no relation section
+    ("John O\nDoe O\njoined O\nAcme O\n.  O\nRelations:", False),  # layout
+    ("John B-person\nDoe O\njoined O\nAcme O\n. O\nRelations:\nJohn | work for | Acme", False),  # untagged tail
+    ("John B-person\nDoe O\njoined O\nAcme B-organization\n. O\nRelations:\nJohn | works for | Acme", False),
+])
+def test_grammar_allows_only_valid_tags_and_transitions_over_the_input_tokens(answer, ok):
+    bio = BioTags(SCHEMA)
+    source = Example("John Doe joined Acme .")
+    assert (accepted(bio.grammar(source), answer) is not None) is ok
+    if ok:
+        assert not bio.parse_answer(source, answer).defects
+
+
+def test_grammar_of_plain_ner_and_of_empty_inputs():
+    ner = BioTags(Schema(SCHEMA.entities))
+    assert accepted(ner.grammar("Acme ."), "Acme B-organization\n. O")
+    assert not accepted(ner.grammar("Acme ."), "Acme B-organization\n. O\nRelations:")
+    assert accepted(ner.grammar(""), "") and accepted(BioTags(SCHEMA).grammar(""), "\nRelations:")
+    assert ner.constrainable and ner.grammar("Acme .", max_nesting=4) is not None  # the decoder's limits are taken
+
+
+def test_while_finishing_no_entity_starts():
+    grammar = BioTags(SCHEMA).grammar("John Doe joined Acme .")
+    state = grammar.advance_bytes(grammar.start(), b"John B-person\nDoe ")
+    grammar.finishing = True
+    assert grammar.next_bytes(state) >= {ord("O"), ord("I")} and ord("B") not in grammar.next_bytes(state)
+    assert grammar.advance_bytes(state, b"I-person\njoined O\nAcme ") is not None
+    assert grammar.advance_bytes(state, b"O\njoined B-person") is None
+    ending = grammar.completion(state)
+    assert grammar.accepting(grammar.advance_bytes(state, ending)) and ending.startswith(b"O\njoined O")
+
+
+def test_candidates_of_gold_answers_hold_each_gold_token_and_equal_a_vocabulary_scan(data_dir):
+    from test_decoding import sentencepiece_tokenizer
+
+    from nerre.decoding import token_table
+
+    examples, schema = corpus(data_dir, "conll04/conll04_dev.json", "conll04/conll04_types.json")
+    bio = BioTags(schema)
+    examples = examples[:20]
+    tokenizer = sentencepiece_tokenizer([bio.encode(ex) for ex in examples], vocab_size=400)
+    table = token_table(tokenizer)
+    for ex in examples:
+        ids = tokenizer(bio.encode(ex), add_special_tokens=False)["input_ids"] + [table.eos_id]
+        grammar = bio.grammar(ex, table)
+        allowed = grammar.candidates(ids)
+        assert all(token in options for token, options in zip(ids, allowed)) and table.eos_id in allowed[-1]
+        state = grammar.start()
+        for token, options in list(zip(ids, allowed))[:10]:
+            scan = [i for i, b in enumerate(table.token_bytes) if b and grammar.advance(state, i) is not None]
+            assert options == sorted(scan + ([table.eos_id] if grammar.accepting(state) else []))
+            state = grammar.advance(state, token)
+
+
+@pytest.mark.parametrize("spare", [300, 6])
+def test_a_random_model_decodes_only_faithful_bio_answers(spare):
+    """Tokens copied in order, valid tags, relations between tagged entities: even from a random model,
+    and even when the token budget runs out (the answer is completed with O tags)."""
+    from test_decoding import TRICKY
+    from tiny import tiny_model, tiny_tokenizer
+
+    from nerre.decoding import DecodeOptions, DecodeStats, generate_answers
+    from nerre.prompt import PromptBuilder
+
+    bio = BioTags(SCHEMA)
+    texts = ["John Smith works for Acme in New York ."] + TRICKY[:4]
+    tokenizer = tiny_tokenizer(texts + [bio.encode(Example(t)) for t in texts])
+    model = tiny_model(tokenizer, initializer_range=0.2)
+    # the budget: the longest all-O answer and a few tokens to spare (6: the budget runs out on every text)
+    shortest = max(len(tokenizer(bio.grammar(t).completion(bio.grammar(t).start()).decode())["input_ids"]) for t in texts)
+    stats = DecodeStats()
+    answers = generate_answers(model, tokenizer, PromptBuilder(bio), bio, texts,
+                               DecodeOptions(max_new_tokens=shortest + spare, max_relations=3, batch_size=2),
+                               stats=stats)
+    predictions, defects = bio.parse(texts, answers)
+    assert all(not found for found in defects), defects
+    for text, answer in zip(texts, answers):
+        assert accepted(bio.grammar(text), answer), answer
+        assert [line.split(" ", 1)[0] for line in answer.split("\nRelations:")[0].split("\n")] == Example(text).words
+    if spare == 300:
+        assert sum(len(p.entities) for p in predictions) > 0  # the random model does tag things
+
+
 # -- training and prediction ------------------------------------------------------------------------
-def test_fit_trains_and_validates_bio_by_free_generation_and_refuses_constrained_decoding(tiny_model_dir, tmp_path):
+def test_fit_trains_and_validates_bio_with_constrained_decoding(tiny_model_dir, tmp_path):
     import csv
 
     from conftest import fit_args
 
     from nerre.cli import run
-    from nerre.errors import ConfigError
     from nerre.predict import Extractor
 
-    with pytest.raises(ConfigError, match=r"constrained decoding needs a formulation whose output has a grammar \(tagged\), not 'bio'"):
-        run(fit_args(tiny_model_dir, tmp_path / "refused", "--data.formulation", "bio",
-                     "--model.init_args.constrained", "true"))
     run(fit_args(tiny_model_dir, tmp_path, "--data.formulation", "bio", "--trainer.max_steps", "20",
                  "--trainer.check_val_every_n_epoch", "20", "--trainer.log_every_n_steps", "1",
-                 "--trainer.num_sanity_val_steps", "0", "--model.init_args.max_new_tokens", "24"))
+                 "--trainer.num_sanity_val_steps", "0"))
     (file,) = tmp_path.glob("runs/**/metrics.csv")
     rows = list(csv.DictReader(file.open()))
     losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
     validations = [r for r in rows if r.get("val/entity_f1")]
-    assert losses[-1] < 0.75 * losses[0] and len(validations) == 1 and validations[0]["val/defects"]
+    assert losses[-1] < 0.75 * losses[0] and len(validations) == 1
+    assert float(validations[0]["val/defects"]) == 0  # constrained: well-formed answers only
     (adapter,) = tmp_path.glob("runs/**/adapter")
     extractor = Extractor.load(adapter)
-    assert extractor.formulation.name == "bio" and not extractor.constrained
+    assert extractor.formulation.name == "bio" and extractor.constrained
     prediction = extractor("John Smith works for Acme .")
-    assert prediction.outputs and prediction.example.text == "John Smith works for Acme ."
-    with pytest.raises(ConfigError, match="not 'bio'"):
-        Extractor.load(adapter, constrained=True)
+    assert prediction.example.text == "John Smith works for Acme ." and not prediction.defects
+    assert [line.split(" ")[0] for line in prediction.outputs[0].split("\n")[:6]] == ["John", "Smith", "works", "for",
+                                                                                      "Acme", "."]
+    free = Extractor.load(adapter, constrained=False)
+    assert not free.constrained and free("John Smith works for Acme .").example.text == "John Smith works for Acme ."

@@ -87,7 +87,7 @@ def use_constraints(formulation: Formulation, constrained: bool | None) -> bool:
         return formulation.constrainable
     if constrained and not formulation.constrainable:
         raise ConfigError(
-            f"constrained decoding needs a formulation whose output has a grammar (tagged), not "
+            f"constrained decoding needs a formulation whose output has a grammar (tagged, bio), not "
             f"{formulation.name!r}; turn it off: `--constrained false` for nerre predict, "
             "`model.init_args.constrained: false` for training, DecodeOptions(constrained=False) in Python"
         )

@@ -24,6 +24,9 @@ Target for ``John Doe joined Acme .`` with a Work_For relation::
   kept before it is left out), and leaves out relations that lose an argument; ``encode`` writes that
   part. What is left out is counted by kind (:data:`LOSSES`), never silently: ``nerre data roundtrip``
   reports it, and training logs it.
+* Constrained decoding (:mod:`nerre.formulation.bio_grammar`) copies each token of the source
+  in order and allows only the configured labels and valid IOB2 transitions, so a constrained
+  answer never drifts; the parser below is for free generation.
 * The parser is tolerant: when the listed tokens differ from the input's, it aligns their characters
   with the input's (so a token split differently still maps), keeps each entity whose characters are
   found at the aligned place (whitespace aside), and counts each defect:
@@ -36,11 +39,16 @@ from __future__ import annotations
 
 from collections import Counter
 from difflib import SequenceMatcher
+from typing import TYPE_CHECKING, Any
 
 from nerre.example import Entity, Example, entity_order
 from nerre.formulation.base import Formulation, ParsedAnswer, Source
 from nerre.formulation.relations import RELATIONS_HEADER, read_relation_section, relation_section
 from nerre.loaders.tags import TagError, iob2_tags, parse_tag
+
+if TYPE_CHECKING:
+    from nerre.decoding.vocabulary import TokenTable
+    from nerre.formulation.bio_grammar import BioGrammar
 
 #: What :meth:`BioTags.representable` leaves out of an example, with what it means.
 LOSSES = {
@@ -81,7 +89,7 @@ class BioTags(Formulation):
     # -- encoding ---------------------------------------------------------------------
     def encode(self, example: Example) -> str:
         kept, _ = self.representable(example)
-        lines = [f"{word} {tag}" for word, tag in zip(self._words(example), self.tags(kept))]
+        lines = [f"{word} {tag}" for word, tag in zip(self.words(example), self.tags(kept))]
         return "\n".join(lines) + relation_section(self.schema, kept)
 
     def tags(self, example: Example) -> list[str]:
@@ -93,7 +101,8 @@ class BioTags(Formulation):
         spans = [(first[e.start], after[e.end], self.schema.entity(e.label).display) for e in kept.entities]
         return iob2_tags(len(tokens), spans)
 
-    def _words(self, example: Example) -> list[str]:
+    def words(self, example: Example) -> list[str]:
+        """The token strings of ``example`` as the answer lists them (a token holding whitespace is an error)."""
         words = example.words
         for i, word in enumerate(words):
             if not word or any(c.isspace() for c in word):
@@ -118,6 +127,23 @@ class BioTags(Formulation):
                 "Use only the relation types listed."
             )
         return text
+
+    # -- the grammar of constrained decoding ------------------------------------------------
+    def grammar(self, source: Source, vocabulary: TokenTable | None = None, max_relations: int = 64,
+                **limits: Any) -> BioGrammar:
+        """The valid answers to ``source``: its tokens in order with valid IOB2 tags, then triples
+        (see :mod:`nerre.formulation.bio_grammar`).
+
+        Args:
+            source: the text (tokenized by :func:`nerre.example.tokenize`), or an example with its tokens.
+            vocabulary: the byte strings of the token ids, for the token level.
+            max_relations: most relation lines.
+            limits: other grammars' limits (``max_nesting``), ignored: IOB2 tags do not nest.
+        """
+        from nerre.formulation.bio_grammar import BioGrammar
+
+        example = source if isinstance(source, Example) else Example(source)
+        return BioGrammar(example, self, vocabulary, max_relations)
 
     # -- parsing ----------------------------------------------------------------------
     def parse_answer(self, source: Source, answer: str) -> ParsedAnswer:

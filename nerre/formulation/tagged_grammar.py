@@ -24,14 +24,11 @@ reached, so decoding never gets stuck.
 
 from __future__ import annotations
 
-import bisect
-from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from nerre.example import Entity, Relation, Token
-from nerre.formulation.grammar import Grammar
-from nerre.formulation.relations import RELATIONS_HEADER, parse_relations, references
+from nerre.example import Entity, Token
+from nerre.formulation.relation_grammar import InHeader, InRelations, RelationSectionGrammar, TaggedSpan, common_prefix
 from nerre.formulation.tagged import TaggedText
 
 if TYPE_CHECKING:
@@ -46,14 +43,6 @@ class OpenTag(NamedTuple):
 
     label: int  #: index into ``schema.entities``
     start: int  #: byte offset in the source where its entity starts
-
-
-class TaggedSpan(NamedTuple):
-    """An entity tagged and closed: source bytes ``start:end``."""
-
-    start: int
-    end: int
-    label: int  #: index into ``schema.entities``
 
 
 class Copying(NamedTuple):
@@ -74,78 +63,11 @@ class InTag(NamedTuple):
     may_open: bool  #: False when started while finishing: only a closing tag may follow
 
 
-class InHeader(NamedTuple):
-    """Writing the relations header after the tagged text."""
-
-    written: int  #: bytes of the header written so far
-    entities: tuple[TaggedSpan, ...]
-
-
-class InRelations(NamedTuple):
-    """In the relation section."""
-
-    entities: tuple[TaggedSpan, ...]
-    lines: frozenset[bytes]  #: the complete lines written (each ``b"\\n" + triple``)
-    line: bytes  #: the current line so far (empty between lines)
-
-
 Configuration = Copying | InTag | InHeader | InRelations
 TagState = tuple[Configuration, ...]
 
 
-class RelationLines:
-    """The relation lines allowed for one set of tagged entities, sorted for prefix search."""
-
-    def __init__(self, lines: Sequence[bytes]):
-        self.lines = sorted(set(lines))
-        self.set = frozenset(self.lines)
-        self._next: dict[bytes, bytes] = {}
-
-    def span(self, prefix: bytes) -> tuple[int, int]:
-        """The index range of the lines starting with ``prefix``."""
-        lo = bisect.bisect_left(self.lines, prefix)
-        upper = prefix.rstrip(b"\xff")
-        if not upper:
-            return lo, len(self.lines)
-        upper = upper[:-1] + bytes((upper[-1] + 1,))
-        return lo, bisect.bisect_left(self.lines, upper, lo)
-
-    def next_bytes(self, prefix: bytes) -> bytes:
-        hit = self._next.get(prefix)
-        if hit is None:
-            lo, hi = self.span(prefix)
-            n = len(prefix)
-            hit = bytes(sorted({line[n] for line in self.lines[lo:hi] if len(line) > n}))
-            self._next[prefix] = hit
-        return hit
-
-    def status(self, part: bytes, done: frozenset) -> tuple[bool, bool]:
-        """(``part`` is a complete new line, ``part`` can still grow into a new line)."""
-        lo, hi = self.span(part)
-        complete = part in self.set and part not in done
-        longer = hi - lo - (1 if part in self.set else 0)
-        if longer and done:
-            longer -= sum(1 for d in done if len(d) > len(part) and d.startswith(part))
-        return complete, longer > 0
-
-    def completion(self, part: bytes, done: frozenset) -> bytes:
-        """The bytes every not-yet-written line extending ``part`` continues with."""
-        lo, hi = self.span(part)
-        return common_prefix([line[len(part) :] for line in self.lines[lo:hi] if line not in done and len(line) > len(part)])
-
-
-def common_prefix(items: list[bytes]) -> bytes:
-    """The longest byte string every item starts with."""
-    if not items:
-        return b""
-    first, last = min(items), max(items)
-    n = 0
-    while n < min(len(first), len(last)) and first[n] == last[n]:
-        n += 1
-    return first[:n]
-
-
-class TagGrammar(Grammar):
+class TagGrammar(RelationSectionGrammar):
     """The faithful tagged answers to one source text (see the module docstring).
 
     Build it with :meth:`TaggedText.grammar <nerre.formulation.tagged.TaggedText.grammar>`.
@@ -168,26 +90,13 @@ class TagGrammar(Grammar):
         max_nesting: int = 4,
         max_relations: int = 64,
     ):
-        super().__init__(vocabulary)
-        self.text = text
-        self.src = text.encode("utf-8")
-        offsets = [0]
-        for ch in text:
-            offsets.append(offsets[-1] + len(ch.encode("utf-8")))
-        self.byte_of_char = offsets
-        self.char_of_byte = {b: c for c, b in enumerate(offsets)}
-        self.n = len(self.src)
+        super().__init__(text, formulation, vocabulary, max_relations)
+        offsets = self.byte_of_char
         self.starts = frozenset(offsets[t.start] for t in tokens if t.end > t.start)
         self.ends = frozenset(offsets[t.end] for t in tokens if t.end > t.start)
         self.last_end = max(self.ends, default=0)
-        schema = formulation.schema
-        self.labels = [label.name for label in schema.entities]
-        self.open_tags = [f"<{label.display}>".encode() for label in schema.entities]
-        self.close_tags = [f"</{label.display}>".encode() for label in schema.entities]
-        self.formulation = formulation
-        self.relation_names = [label.name for label in schema.relations]
-        self.relation_displays = [label.display for label in schema.relations]
-        self.header = RELATIONS_HEADER.encode() if schema.relations else b""
+        self.open_tags = [f"<{display}>".encode() for display in self.displays]
+        self.close_tags = [f"</{display}>".encode() for display in self.displays]
         # no tag inside a copy of the relations header the source itself holds: the parser finds
         # the relation section by counting intact headers
         self.no_tag: set[int] = set()
@@ -196,9 +105,8 @@ class TagGrammar(Grammar):
             while at >= 0:
                 self.no_tag.update(range(at + 1, at + len(self.header)))
                 at = self.src.find(self.header, at + 1)
-        self.max_nesting, self.max_relations = max_nesting, max_relations
+        self.max_nesting = max_nesting
         self._tags_cache: dict[tuple, list] = {}
-        self._lines_cache: dict[tuple, RelationLines] = {}
 
     def start(self) -> TagState:
         return (Copying(0, (), ()),)
@@ -230,11 +138,6 @@ class TagGrammar(Grammar):
             self._tags_cache[key] = hit
         return hit
 
-    def entities(self, spans: Sequence[TaggedSpan]) -> list[Entity]:
-        """Entities (character offsets, label names) of tagged byte spans."""
-        c = self.char_of_byte
-        return [Entity(c[s], c[e], self.labels[label]) for s, e, label in spans]
-
     def tagged(self, state: TagState) -> list[Entity]:
         """The entities an answer that ended in ``state`` tags (its first accepting configuration)."""
         for c in state:
@@ -243,27 +146,6 @@ class TagGrammar(Grammar):
             ):
                 return self.entities(c.entities)
         raise ValueError("the answer is not complete in this state")
-
-    def lines(self, spans: tuple[TaggedSpan, ...]) -> RelationLines:
-        """The relation lines allowed once ``spans`` are tagged: those the formulation reads back as meant."""
-        hit = self._lines_cache.get(spans)
-        if hit is None:
-            entities = self.entities(spans)
-            refs = references(entities, self.text)
-            lines = []
-            for h in entities:
-                for t in entities:
-                    if h == t:
-                        continue
-                    for name, label in zip(self.relation_names, self.relation_displays):
-                        line = f"{refs[h]} | {label} | {refs[t]}"
-                        # skip the rare lines the parser would misread (a mention holding " | ")
-                        defects: Counter = Counter()
-                        read = parse_relations(self.formulation.schema, [line], entities, self.text, defects)
-                        if not defects and read == [Relation(h, t, name)]:
-                            lines.append(("\n" + line).encode())
-            hit = self._lines_cache[spans] = RelationLines(lines)
-        return hit
 
     # -- the automaton ----------------------------------------------------------------------------
     def step(self, state: TagState, byte: int) -> TagState | None:
@@ -290,20 +172,8 @@ class TagGrammar(Grammar):
                         longer = True
                 if longer:
                     out.append(_new(InTag, (i, open, ents, part, opening)))
-            elif kind is InHeader:
-                k, ents = c
-                if self.header[k] == byte:
-                    out.append(InHeader(k + 1, ents) if k + 1 < len(self.header) else InRelations(ents, frozenset(), b""))
             else:
-                ents, done, part = c
-                if len(done) >= self.max_relations or (self.finishing and not part):
-                    continue
-                part = part + bytes((byte,))
-                complete, longer = self.lines(ents).status(part, done)
-                if complete:
-                    out.append(_new(InRelations, (ents, done | {part}, b"")))
-                if longer:
-                    out.append(_new(InRelations, (ents, done, part)))
+                self._relations_step(c, byte, out)
         if not out:
             return None
         if len(out) > 1:
@@ -326,10 +196,8 @@ class TagGrammar(Grammar):
                 for tag, _, _ in self.tags(c.cursor, c.open, c.may_open):
                     if len(tag) > len(c.written) and tag.startswith(c.written):
                         out.add(tag[len(c.written)])
-            elif kind is InHeader:
-                out.add(self.header[c.written])
-            elif len(c.lines) < self.max_relations and not (self.finishing and not c.line):
-                out.update(self.lines(c.entities).next_bytes(c.line))
+            else:
+                self._relations_next(c, out)
         return out
 
     def accepting(self, state: TagState) -> bool:
@@ -347,12 +215,8 @@ class TagGrammar(Grammar):
             kind = type(c)
             if kind is Copying or kind is InTag:
                 size = self.n - c.cursor + len(self.header) + sum(len(self.close_tags[t.label]) for t in c.open)
-            elif kind is InHeader:
-                size = len(self.header) - c.written
-            else:  # at a line boundary: room for the longest line, else for the rest of this one
-                lines = self.lines(c.entities)
-                lo, hi = lines.span(c.line)
-                size = max((len(line) for line in lines.lines[lo:hi]), default=0) - len(c.line)
+            else:
+                size = self._relations_remaining(c)
             worst = max(worst, size)
         return worst
 
@@ -360,14 +224,8 @@ class TagGrammar(Grammar):
         """A short valid way from ``state`` to the end (closing open tags as early as possible)."""
         c = state[0]
         kind = type(c)
-        if kind is InHeader:
-            return self.header[c.written :]
-        if kind is InRelations:
-            if not c.line:
-                return b""
-            lines = self.lines(c.entities)
-            lo, hi = lines.span(c.line)
-            return min(line for line in lines.lines[lo:hi] if line not in c.lines)[len(c.line) :]
+        if kind is InHeader or kind is InRelations:
+            return self._relations_completion(c)
         out = []
         i, open = c.cursor, c.open
         if kind is InTag:
@@ -389,10 +247,8 @@ class TagGrammar(Grammar):
     def completion_bound(self, state: TagState) -> int:
         c = state[0]
         kind = type(c)
-        if kind is InHeader:
-            return len(self.header) - c.written
-        if kind is InRelations:
-            return max(map(len, self.lines(c.entities).lines), default=0) if c.line else 0
+        if kind is InHeader or kind is InRelations:
+            return self._relations_bound(c)
         longest = max(map(len, self.open_tags + self.close_tags), default=0)
         return self.n - c.cursor + longest * (len(c.open) + 1) + len(self.header)
 
@@ -424,6 +280,4 @@ class TagGrammar(Grammar):
             if len(rest) == 1:
                 return rest[0] + self.src[c.cursor : min(self.n, c.cursor + limit)]
             return common_prefix(rest)
-        if kind is InHeader:
-            return self.header[c.written :]
-        return self.lines(c.entities).completion(c.line, c.lines) if c.line else b""
+        return self._relations_continuation(c)
