@@ -58,7 +58,11 @@ class ExtractionData(LightningDataModule):
             and relations are lost; one that loses gold relations stops the run unless ``allow_truncation``.
             Validation and test examples are never cut.
         allow_truncation: train even when ``max_sequence_tokens`` cuts gold relations off (they are reported).
-        loss_on: ``answer`` (prompt tokens get label -100) or ``all`` (the whole sequence).
+        loss_on: ``answer`` (prompt tokens get label -100), ``all`` (the whole sequence) or ``candidates``
+            (the answer, each token's cross-entropy over only the tokens the constrained decoder could emit
+            there: the formulation's grammar walks each gold answer once, at tokenization, and the sets are
+            cached with the dataset; the LM head then runs on the rows of its weights those sets use.
+            Needs a formulation with a grammar: tagged or bio).
         max_train_examples: use only this many training examples (a seeded random subset).
         batch_size: training batch size.
         eval_batch_size: examples per validation and test step (decoded together).
@@ -83,7 +87,7 @@ class ExtractionData(LightningDataModule):
         model: str = DEFAULT_MODEL,
         max_sequence_tokens: int | None = None,
         allow_truncation: bool = False,
-        loss_on: Literal["answer", "all"] = "answer",
+        loss_on: Literal["answer", "all", "candidates"] = "answer",
         max_train_examples: int | None = None,
         batch_size: int = 8,
         eval_batch_size: int = 16,
@@ -110,6 +114,9 @@ class ExtractionData(LightningDataModule):
             schema.check(examples, str(self.paths[split]))
         self.schema = schema
         self.formulation: Formulation = get_formulation(formulation, schema)
+        if loss_on == "candidates" and not self.formulation.constrainable:
+            raise ConfigError(f"data.loss_on: candidates needs a formulation with a grammar (tagged, bio), not "
+                              f"{formulation!r}; use data.loss_on: answer")
         self._check_targets()
         for split, examples in self.examples.items():
             self._report_losses(split, examples)
@@ -125,6 +132,10 @@ class ExtractionData(LightningDataModule):
         self.cache_dir = Path(cache_dir or Path.home() / ".cache" / "nerre" / "datasets").expanduser()
         self.datasets: dict[str, Any] = {}
         self.truncated: dict[str, int] = {}
+        #: training examples whose gold answer leaves the grammar (``loss_on: candidates``): from that token on,
+        #: their loss normalises over the whole vocabulary
+        self.outside_grammar: list[str] = []
+        self._table: Any = None
 
     def _path(self, path: str) -> Path:
         p = Path(path).expanduser()
@@ -185,8 +196,26 @@ class ExtractionData(LightningDataModule):
     def _tokenize(self, row: dict[str, Any]) -> dict[str, Any]:
         example = Example.from_dict(row)
         prompt, answer = self.prompt_ids(example.text), self.answer_ids(example)
-        labels = ([IGNORE] * len(prompt) if self.loss_on == "answer" else list(prompt)) + answer
-        return {"input_ids": prompt + answer, "labels": labels, "prompt_length": len(prompt)}
+        labels = (list(prompt) if self.loss_on == "all" else [IGNORE] * len(prompt)) + answer
+        out = {"input_ids": prompt + answer, "labels": labels, "prompt_length": len(prompt)}
+        if self.loss_on == "candidates":
+            out["candidates"], out["candidate_sizes"] = self.candidate_sets(example, answer)
+        return out
+
+    def candidate_sets(self, example: Example, answer: list[int]) -> tuple[list[int], list[int]]:
+        """The tokens the grammar allows at each position of ``answer`` (its gold token ids), flat, and the
+        size of each set; size 0 (the whole vocabulary) from where the gold answer leaves the grammar."""
+        from nerre.decoding import token_table
+        from nerre.formulation import OutsideGrammar
+
+        if self._table is None:
+            self._table = token_table(self.tokenizer)
+        try:
+            sets = self.formulation.grammar(example, self._table).candidates(answer)
+        except OutsideGrammar as error:
+            sets = error.allowed[: error.position]
+        sets += [[]] * (len(answer) - len(sets))
+        return [token for allowed in sets for token in allowed], [len(allowed) for allowed in sets]
 
     def _fingerprint(self, split: str) -> str:
         digest = hashlib.sha256()  # the examples as read: edited .ann files or other reader options change it
@@ -209,12 +238,25 @@ class ExtractionData(LightningDataModule):
             cache = self.cache_dir / f"{split}-{self._fingerprint(split)}.arrow"
             ds = to_dataset(self.examples[split]).map(
                 self._tokenize, cache_file_name=str(cache), load_from_cache_file=True,
-                desc=f"tokenizing {split}", remove_columns=["tokens"],
+                desc=f"tokenizing {split}", remove_columns=["tokens"], new_fingerprint=cache.stem,
             )
+            if self.loss_on == "candidates" and split == "train":
+                self._report_outside_grammar(ds)
             if split == "train":
                 self._fit_max_sequence_tokens(ds)
             self.datasets[split] = ds
         return self.datasets[split]
+
+    def _report_outside_grammar(self, ds: Any) -> None:
+        """Say which training answers leave the grammar (their loss falls back to the whole vocabulary there)."""
+        examples = self.examples["train"]
+        self.outside_grammar = [examples[i].id or str(i) for i, sizes in enumerate(ds["candidate_sizes"])
+                                if 0 in sizes]
+        if self.outside_grammar:
+            shown = ", ".join(self.outside_grammar[:5]) + (" ..." if len(self.outside_grammar) > 5 else "")
+            log.warning("%s: %d of %d gold answers leave the grammar of constrained decoding (%s); from that token "
+                        "on their loss normalises over the whole vocabulary", self.paths["train"],
+                        len(self.outside_grammar), len(examples), shown)
 
     def _fit_max_sequence_tokens(self, ds: Any) -> None:
         """Set ``max_sequence_tokens`` to the longest training sequence, or report (and maybe refuse) what it cuts."""
@@ -256,7 +298,8 @@ class ExtractionData(LightningDataModule):
 
         if "train" not in self.paths:
             raise ConfigError("fitting needs training data: set data.train")
-        ds = self.tokenized("train").select_columns(["input_ids", "labels"])
+        columns = ["input_ids", "labels"] + (["candidates", "candidate_sizes"] if self.loss_on == "candidates" else [])
+        ds = self.tokenized("train").select_columns(columns)
         lengths = [min(len(x), self.max_sequence_tokens) for x in ds["input_ids"]]
         sampler = EpochSampler(self.batch_size, lengths, self.seed, self._epoch)
         return ResumableLoader(ds, batch_size=self.batch_size, sampler=sampler, collate_fn=self._collate_train,
@@ -276,15 +319,18 @@ class ExtractionData(LightningDataModule):
         return {"epoch": self.trainer.current_epoch, "batches": loop.epoch_loop.batch_progress.current.processed}
 
     def _collate_train(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
-        rows = [{k: r[k][: self.max_sequence_tokens] for k in ("input_ids", "labels")} for r in rows]
-        width = max(len(r["input_ids"]) for r in rows)
+        cut = [{k: r[k][: self.max_sequence_tokens] for k in ("input_ids", "labels")} for r in rows]
+        width = max(len(r["input_ids"]) for r in cut)
         pad = self.tokenizer.pad_token_id
         batch = {
-            "input_ids": [r["input_ids"] + [pad] * (width - len(r["input_ids"])) for r in rows],
-            "attention_mask": [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows],
-            "labels": [r["labels"] + [IGNORE] * (width - len(r["input_ids"])) for r in rows],
+            "input_ids": [r["input_ids"] + [pad] * (width - len(r["input_ids"])) for r in cut],
+            "attention_mask": [[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in cut],
+            "labels": [r["labels"] + [IGNORE] * (width - len(r["input_ids"])) for r in cut],
         }
-        return {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
+        out = {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items()}
+        if "candidates" in rows[0]:
+            out |= collate_candidates(rows, [sum(label != IGNORE for label in r["labels"][1:]) for r in cut])
+        return out
 
     def _generation_loader(self, split: str) -> DataLoader:
         """Batches of example indices: validation and test generate from the examples themselves."""
@@ -298,3 +344,22 @@ class ExtractionData(LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._generation_loader("test")
+
+
+def collate_candidates(rows: list[dict[str, list[int]]], kept: list[int]) -> dict[str, torch.Tensor]:
+    """The candidate sets of the first ``kept[i]`` answer positions of each row, for the candidate-set loss:
+    ``candidate_vocab`` (the sorted ids any of them allows), ``candidate_allowed`` (``[positions, vocab]``)
+    and ``candidate_full`` (positions that normalise over the whole vocabulary)."""
+    sets: list[list[int]] = []
+    for row, n in zip(rows, kept):
+        at = 0
+        for size in row["candidate_sizes"][:n]:
+            sets.append(row["candidates"][at : at + size])
+            at += size
+    vocab = sorted({token for allowed in sets for token in allowed})
+    column = {token: i for i, token in enumerate(vocab)}
+    allowed = torch.zeros(len(sets), len(vocab), dtype=torch.bool)
+    for position, tokens in enumerate(sets):
+        allowed[position, [column[t] for t in tokens]] = True
+    return {"candidate_vocab": torch.tensor(vocab, dtype=torch.long), "candidate_allowed": allowed,
+            "candidate_full": torch.tensor([not tokens for tokens in sets], dtype=torch.bool)}

@@ -369,10 +369,21 @@ def transformer_body(model: nn.Module) -> nn.Module:
     return body
 
 
-def lm_head_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """Apply the LM head and the model's logit post-processing (Gemma softcapping, scales) to ``hidden``."""
+def lm_head_logits(model: nn.Module, hidden: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply the LM head and the model's logit post-processing (Gemma softcapping, scales) to ``hidden``.
+
+    ``rows``: compute only the logits of these token ids (columns in that order), with only those rows of
+    the head's weight matrix where the head is a plain linear layer.
+    """
     lm = causal_lm(model)
-    logits = lm.get_output_embeddings()(hidden)
+    head = lm.get_output_embeddings()
+    if rows is None:
+        logits = head(hidden)
+    elif type(head) is nn.Linear:
+        logits = F.linear(hidden, head.weight.index_select(0, rows),
+                          None if head.bias is None else head.bias.index_select(0, rows))
+    else:  # a wrapped head (LoRA on lm_head): every logit, then the columns wanted
+        logits = head(hidden).index_select(-1, rows)
     config = lm.config.get_text_config()
     cap = getattr(config, "final_logit_softcapping", None)
     if cap:
@@ -387,7 +398,8 @@ def lm_head_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def answer_loss(
-    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+    candidates: CandidateBatch | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy over answer tokens (``labels != -100``), with the causal shift.
 
@@ -399,14 +411,55 @@ def answer_loss(
     Works on a plain causal LM and on a LoRA-wrapped one, and under the caller's
     ``torch.autocast``. A batch with no answer token gives a zero loss that still backpropagates
     (to nothing).
+
+    With ``candidates`` (the candidate-set loss, ``data.loss_on: candidates``) the cross-entropy at each
+    answer position normalises over the tokens the constrained decoder could emit there, not over the
+    whole vocabulary; the LM head runs only on the rows of its weight matrix those sets use.
     """
     hidden = _hidden_states(transformer_body(model), input_ids, attention_mask)
     targets = labels[:, 1:]
     keep = targets != IGNORE_INDEX
     if not bool(keep.any()):
         return hidden.sum() * 0.0
-    logits = lm_head_logits(model, hidden[:, :-1][keep])
-    return F.cross_entropy(logits.float(), targets[keep])
+    if candidates is None:
+        logits = lm_head_logits(model, hidden[:, :-1][keep])
+        return F.cross_entropy(logits.float(), targets[keep])
+    return candidate_loss(model, hidden[:, :-1][keep], targets[keep], candidates)
+
+
+@dataclass
+class CandidateBatch:
+    """The candidate sets of a batch's answer positions (row by row, in order), as
+    :meth:`nerre.datamodule.ExtractionData` collates them.
+
+    Attributes:
+        vocab: the sorted token ids that any position allows, ``[V]``.
+        allowed: which of them each position allows, ``[positions, V]``.
+        full: positions whose gold answer left the grammar: they normalise over the whole vocabulary.
+    """
+
+    vocab: torch.Tensor
+    allowed: torch.Tensor
+    full: torch.Tensor
+
+
+def candidate_loss(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, candidates: CandidateBatch
+                   ) -> torch.Tensor:
+    """Mean cross-entropy of ``targets`` at ``hidden`` (one row per answer position), each over its candidate
+    set: exactly a full-vocabulary cross-entropy whose logits outside the set are -inf."""
+    if candidates.allowed.shape[0] != targets.shape[0]:
+        raise ValueError(f"{candidates.allowed.shape[0]} candidate sets for {targets.shape[0]} answer positions")
+    full = candidates.full
+    part = ~full
+    total = hidden.new_zeros((), dtype=torch.float32)
+    if bool(part.any()):
+        logits = lm_head_logits(model, hidden[part], candidates.vocab).float()
+        logits = logits.masked_fill(~candidates.allowed[part], float("-inf"))
+        index = torch.searchsorted(candidates.vocab, targets[part])
+        total = total + F.cross_entropy(logits, index, reduction="sum")
+    if bool(full.any()):
+        total = total + F.cross_entropy(lm_head_logits(model, hidden[full]).float(), targets[full], reduction="sum")
+    return total / targets.shape[0]
 
 
 MIN_SHARED_PREFIX = 8

@@ -13,7 +13,7 @@ from lightning import LightningModule
 
 from nerre.adapter import AdapterSettings, save_adapter
 from nerre.metrics import evaluate
-from nerre.models import DEFAULT_MODEL, answer_loss, load_model, resolve_model
+from nerre.models import DEFAULT_MODEL, CandidateBatch, answer_loss, load_model, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,10 @@ class BaseTask(LightningModule):
         self._step_start = time.perf_counter()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = answer_loss(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        candidates = None
+        if "candidate_vocab" in batch:
+            candidates = CandidateBatch(batch["candidate_vocab"], batch["candidate_allowed"], batch["candidate_full"])
+        loss = answer_loss(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"], candidates)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         return loss
 

@@ -86,6 +86,59 @@ def test_labels_mask_exactly_the_prompt_token_by_token(model_dir, tmp_path, loss
     assert (batch["input_ids"][padding] == tokenizer.pad_token_id).all()
 
 
+@pytest.mark.parametrize("formulation", ["tagged", "bio"])
+def test_candidate_sets_are_the_grammars_and_hold_every_gold_token(model_dir, tmp_path, formulation):
+    from nerre.decoding import token_table
+
+    data = tiny_data(model_dir, tmp_path, loss_on="candidates", formulation=formulation)
+    rows = data.tokenized("train")
+    table = token_table(data.tokenizer)
+    for example, row in zip(data.examples["train"], rows):
+        answer = row["input_ids"][row["prompt_length"] :]
+        assert row["labels"] == [IGNORE] * row["prompt_length"] + answer  # the loss is on the answer
+        assert len(row["candidate_sizes"]) == len(answer) and 0 not in row["candidate_sizes"]
+        grammar, state, at = data.formulation.grammar(example, table), None, 0
+        state = grammar.start()
+        for token, size in zip(answer, row["candidate_sizes"]):
+            allowed = row["candidates"][at : at + size]
+            at += size
+            assert token in allowed and allowed == grammar.allowed(state)  # what the decoder allows there
+            state = grammar.advance(state, token)
+    assert data.outside_grammar == []
+    # batched, truncated: the sets of the kept answer positions, row by row
+    data.max_sequence_tokens = max(len(r["input_ids"]) for r in rows) - 3
+    batch = data._collate_train([rows[i] for i in range(4)])
+    positions = int((batch["labels"][:, 1:] != IGNORE).sum())
+    assert batch["candidate_allowed"].shape == (positions, len(batch["candidate_vocab"]))
+    assert batch["candidate_allowed"].sum(1).min() >= 1 and not batch["candidate_full"].any()
+    targets = batch["labels"][:, 1:][batch["labels"][:, 1:] != IGNORE]
+    columns = torch.searchsorted(batch["candidate_vocab"], targets)
+    assert batch["candidate_allowed"][torch.arange(positions), columns].all()
+
+
+def test_a_gold_answer_outside_the_grammar_falls_back_to_the_whole_vocabulary(model_dir, tmp_path, caplog):
+    data = tiny_data(model_dir, tmp_path, loss_on="candidates")
+    example = data.examples["train"][0]
+    answer = data.answer_ids(example)
+    odd = answer[:3] + data.tokenizer("@@", add_special_tokens=False)["input_ids"] + answer[3:]
+    flat, sizes = data.candidate_sets(example, odd)
+    assert sizes[:3] == [s for s in sizes[:3] if s > 0] and sizes[3:] == [0] * (len(odd) - 3)
+    assert len(flat) == sum(sizes)
+
+
+def test_candidate_loss_needs_a_grammar(model_dir, tmp_path):
+    with pytest.raises(ConfigError, match="loss_on: candidates needs a formulation with a grammar"):
+        tiny_data(model_dir, tmp_path, loss_on="candidates", formulation="json")
+
+
+def test_fit_with_the_candidate_loss_learns(model_dir, tmp_path):
+    run(fit_args(model_dir, tmp_path, "--data.loss_on", "candidates", "--trainer.max_steps", "30",
+                 "--trainer.check_val_every_n_epoch", "100", "--trainer.log_every_n_steps", "1",
+                 "--trainer.num_sanity_val_steps", "0"))
+    losses = [float(r["train/loss"]) for r in metrics(tmp_path) if r.get("train/loss")]
+    assert len(losses) == 30 and losses[-1] < 0.2 * losses[0]
+
+
 def test_truncation_is_counted_and_done_when_batching(model_dir, tmp_path, caplog):
     data = tiny_data(model_dir, tmp_path, max_sequence_tokens=40, allow_truncation=True)
     rows = data.tokenized("train")

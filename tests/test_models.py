@@ -27,6 +27,7 @@ from nerre.errors import ConfigError
 from nerre.models import (
     DEFAULT_MODEL,
     OFFLINE_MODELS,
+    CandidateBatch,
     answer_loss,
     convert_gguf,
     format_prompt,
@@ -465,3 +466,75 @@ def test_answer_loss_computes_a_shared_prompt_prefix_once_exactly(tokenizer, arc
     hook.remove()
     # answer_loss runs the prefix once, then the rest of every row; last, the plain reference forward
     assert calls == [(1, prefix), (3, width - prefix), (3, width)]
+
+
+# ---------------------------------------------------------------- the candidate-set loss
+
+
+def random_candidates(batch, vocab_size: int, full: tuple[int, ...] = ()) -> tuple[CandidateBatch, list[list[int]]]:
+    """A few random token ids per answer position, the gold one among them; positions in ``full`` use the
+    whole vocabulary."""
+    generator = torch.Generator().manual_seed(1)
+    targets = batch["labels"][:, 1:][batch["labels"][:, 1:] != -100].tolist()
+    sets = []
+    for position, gold in enumerate(targets):
+        if position in full:
+            sets.append([])
+            continue
+        extra = torch.randint(0, vocab_size, (1 + position % 5,), generator=generator).tolist()
+        sets.append(sorted({gold, *extra}))
+    rows = [{"candidates": [t for s in sets for t in s], "candidate_sizes": [len(s) for s in sets]}]
+    from nerre.datamodule import collate_candidates
+
+    collated = collate_candidates(rows, [len(sets)])
+    return CandidateBatch(collated["candidate_vocab"], collated["candidate_allowed"], collated["candidate_full"]), sets
+
+
+def masked_reference_loss(model, batch, sets: list[list[int]]) -> torch.Tensor:
+    """Full-vocabulary cross-entropy whose logits outside each position's set are -inf (all kept where the
+    set is the whole vocabulary)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    targets = batch["labels"][:, 1:]
+    keep = targets != -100
+    logits = logits[keep].float()
+    mask = torch.ones_like(logits, dtype=torch.bool)
+    for position, allowed in enumerate(sets):
+        if allowed:
+            mask[position] = False
+            mask[position, allowed] = True
+    return torch.nn.functional.cross_entropy(logits.masked_fill(~mask, float("-inf")), targets[keep])
+
+
+@pytest.mark.parametrize("full", [(), (0, 7)])
+@pytest.mark.parametrize("arch", ["gemma-sliding", "llama"])
+def test_candidate_loss_and_gradients_equal_a_masked_full_vocabulary_loss(tokenizer, arch, full):
+    base = tiny_llama(tokenizer) if arch == "llama" else tiny_model(tokenizer)
+    model = lora(base)
+    model.train()
+    batch = make_batch(tokenizer, HEADER_PAIRS)
+    candidates, sets = random_candidates(batch, len(tokenizer), full)
+    assert len(candidates.vocab) < len(tokenizer) / 2
+    loss = answer_loss(model, **batch, candidates=candidates)
+    loss.backward()
+    ours = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    reference = masked_reference_loss(model, batch, sets)
+    reference.backward()
+    torch.testing.assert_close(loss, reference, atol=1e-5, rtol=1e-5)
+    assert ours and all(p.grad is not None for n, p in model.named_parameters() if n in ours)
+    for name, param in model.named_parameters():
+        if name in ours:
+            torch.testing.assert_close(ours[name], param.grad, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(loss, answer_loss(model, **batch))  # the sets change the loss
+
+
+def test_candidate_loss_runs_the_head_on_the_candidate_rows_only(tokenizer):
+    model = tiny_model(tokenizer)
+    batch = make_batch(tokenizer, PAIRS)
+    candidates, _ = random_candidates(batch, len(tokenizer))
+    head = model.get_output_embeddings()
+    calls: list = []
+    hook = head.register_forward_hook(lambda m, args, out: calls.append(out.shape))
+    answer_loss(model, **batch, candidates=candidates)
+    hook.remove()
+    assert calls == []  # the full head never runs; only the candidate rows of its weight are used
