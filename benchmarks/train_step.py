@@ -9,10 +9,16 @@ tokens of the batch. Losses:
 
 - ``answer``: nerre's ``answer_loss`` (LM head on answer positions only, shared prefix run once);
 - ``answer-noshare``: the same on a batch whose rows share nothing (the LM-head saving alone);
-- ``full``: ``model(**batch).loss``, full-vocabulary logits at every position.
+- ``full``: ``model(**batch).loss``, full-vocabulary logits at every position;
+- ``candidates``: the candidate-set loss (``data.loss_on: candidates``): the LM head on the rows of the
+  tokens the constrained decoder could emit at each answer position. It needs real answers: with
+  ``--data``, every variant trains on the same batch of ``--batch-size`` real examples of that corpus,
+  tokenized by nerre (prompt, answer and candidate sets as ``nerre fit`` makes them).
 
-    python benchmarks/train_step.py                    # default model, all four variants
+    python benchmarks/train_step.py                    # default model, random batch, answer/answer-noshare/full
     python benchmarks/train_step.py --steps 5 --precision bf16
+    python benchmarks/train_step.py --data conll2003/train.txt --loss answer full candidates --precision fp32 \
+        --name train_step_candidates
 
 Writes benchmarks/results/train_step.json and train_step.md and prints the table.
 """
@@ -36,9 +42,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nerre.atomic import write_text
-from nerre.models import DEFAULT_MODEL, answer_loss, cpu_has_native_bf16, load_model, resolve_model
+from nerre.models import DEFAULT_MODEL, CandidateBatch, answer_loss, cpu_has_native_bf16, load_model, resolve_model
 
-LOSSES = ("answer", "answer-noshare", "full")
+LOSSES = ("answer", "answer-noshare", "full", "candidates")
 PRECISIONS = ("fp32", "bf16")
 RESULT_PREFIX = "RESULT "
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -54,7 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps before the timed ones")
     parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
-    parser.add_argument("--loss", nargs="+", choices=LOSSES, default=list(LOSSES))
+    parser.add_argument("--loss", nargs="+", choices=LOSSES, default=list(LOSSES[:3]))
+    parser.add_argument("--data", help="a training corpus (relative to $NERRE_DATA_DIR): batches of real examples")
     parser.add_argument("--lora-r", type=int, default=16)
     parser.add_argument("--lora-dropout", type=float, default=0.05)
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
@@ -77,6 +84,17 @@ def make_batch(vocab_size: int, args: argparse.Namespace, shared_len: int) -> di
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
 
 
+def real_batch(args: argparse.Namespace) -> dict[str, Any]:
+    """``--batch-size`` seeded examples of ``--data``, collated by nerre with their candidate sets."""
+    from nerre.datamodule import ExtractionData
+
+    data = ExtractionData(train=args.data, model=args.model, loss_on="candidates", max_train_examples=args.batch_size,
+                          seed=0)
+    rows = data.tokenized("train")
+    data.max_sequence_tokens = max(len(ids) for ids in rows["input_ids"])
+    return data._collate_train([rows[i] for i in range(len(rows))])
+
+
 def lora_model(model_path: str, args: argparse.Namespace) -> torch.nn.Module:
     from peft import LoraConfig, get_peft_model
 
@@ -89,8 +107,15 @@ def lora_model(model_path: str, args: argparse.Namespace) -> torch.nn.Module:
 
 def train_step(model, optimizer, batch, loss_kind: str, precision: str) -> float:
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
     with autocast:
-        loss = model(**batch).loss if loss_kind == "full" else answer_loss(model, **batch)
+        if loss_kind == "full":
+            loss = model(**inputs).loss
+        elif loss_kind == "candidates":
+            candidates = CandidateBatch(batch["candidate_vocab"], batch["candidate_allowed"], batch["candidate_full"])
+            loss = answer_loss(model, **inputs, candidates=candidates)
+        else:
+            loss = answer_loss(model, **inputs)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -101,7 +126,12 @@ def run_variant(args: argparse.Namespace) -> dict[str, Any]:
     loss_kind, precision = args.variant.split(":")
     torch.manual_seed(0)
     model = lora_model(args.model, args)
-    batch = make_batch(model.config.vocab_size, args, 0 if loss_kind == "answer-noshare" else args.shared_len)
+    if args.data:
+        batch = real_batch(args)
+    elif loss_kind == "candidates":
+        raise SystemExit("the candidates loss needs real answers: give --data")
+    else:
+        batch = make_batch(model.config.vocab_size, args, 0 if loss_kind == "answer-noshare" else args.shared_len)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     losses, times = [], []
     for step in range(args.warmup + args.steps):
@@ -114,7 +144,9 @@ def run_variant(args: argparse.Namespace) -> dict[str, Any]:
         "loss": loss_kind,
         "precision": precision,
         "step_s": round(step_s, 3),
-        "tokens_per_s": round(batch["input_ids"].numel() / step_s, 1),
+        "tokens_per_s": round(float(batch["attention_mask"].sum()) / step_s, 1),
+        "answer_positions": int((batch["labels"][:, 1:] != -100).sum()),
+        "candidate_rows": len(batch["candidate_vocab"]) if loss_kind == "candidates" else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "first_loss": round(losses[0], 4),
     }
@@ -127,6 +159,8 @@ def spawn_variant(variant: str, model_path: str, args: argparse.Namespace) -> di
     """Run one variant in a fresh interpreter and parse its result line."""
     options = ("batch_size", "prompt_len", "answer_len", "shared_len", "steps", "warmup", "lora_r", "lora_dropout")
     command = [sys.executable, __file__, "--model", model_path, "--variant", variant]
+    if args.data:
+        command += ["--data", args.data]
     for name in options:
         command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     done = subprocess.run(command, check=False, capture_output=True, text=True)
@@ -139,30 +173,38 @@ def spawn_variant(variant: str, model_path: str, args: argparse.Namespace) -> di
 def add_speedups(results: list[dict[str, Any]]) -> None:
     """Tokens/s of each variant relative to the full-logits variant of the same precision."""
     full = {r["precision"]: r["tokens_per_s"] for r in results if r["loss"] == "full"}
+    answer = {r["precision"]: r["tokens_per_s"] for r in results if r["loss"] == "answer"}
     for r in results:
         if r["precision"] in full:
             r["speedup_vs_full"] = round(r["tokens_per_s"] / full[r["precision"]], 2)
+        if r["precision"] in answer:
+            r["speedup_vs_answer"] = round(r["tokens_per_s"] / answer[r["precision"]], 2)
 
 
 def markdown_table(results: list[dict[str, Any]], config: dict[str, Any]) -> str:
+    if config.get("data"):
+        shape = (f"batch of {config['batch_size']} real examples of `{config['data']}` (seed 0) as `nerre fit` "
+                 f"tokenizes them ({results[0]['answer_positions']} answer positions), ")
+    else:
+        shape = (f"batch {config['batch_size']} x ({config['prompt_len']} prompt + {config['answer_len']} answer) "
+                 f"tokens, the first {config['shared_len']} common to all rows (except in `answer-noshare`), ")
     head = (
-        f"Model `{config['model']}`, LoRA r={config['lora_r']} all-linear, batch {config['batch_size']} x "
-        f"({config['prompt_len']} prompt + {config['answer_len']} answer) tokens, the first {config['shared_len']} "
-        "common to all rows (except in `answer-noshare`), "
+        f"Model `{config['model']}`, LoRA r={config['lora_r']} all-linear, {shape}"
         f"{config['steps']} timed step(s) after {config['warmup']} warm-up, "
         f"{config['threads']} torch threads on {config['cpu_count']} CPUs (native bf16: {config['native_bf16']}), "
         f"torch {config['torch']}, transformers {config['transformers']}.\n\n"
-        "| loss | precision | s/step | tokens/s | vs full | peak RSS (GB) | loss at step 1 |\n"
-        "|---|---|---:|---:|---:|---:|---:|\n"
+        "| loss | precision | s/step | tokens/s | vs full | vs answer | peak RSS (GB) | loss at step 1 |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|\n"
     )
     rows = [
         f"| {r['loss']} | {r['precision']} | {r['step_s']:.2f} | {r['tokens_per_s']:.1f} | "
-        f"{r.get('speedup_vs_full', float('nan')):.2f}x | {r['peak_rss_mb'] / 1024:.2f} | {r['first_loss']:.4f} |"
+        f"{r.get('speedup_vs_full', float('nan')):.2f}x | {r.get('speedup_vs_answer', float('nan')):.2f}x | "
+        f"{r['peak_rss_mb'] / 1024:.2f} | {r['first_loss']:.4f} |"
         for r in results
     ]
     notes = [
         (
-            "\nTokens/s counts every token of the batch (prompt + answer); peak RSS is `ru_maxrss` of a fresh "
+            "\nTokens/s counts every token of the batch (prompt + answer, no padding); peak RSS is `ru_maxrss` of a fresh "
             "process per variant, model load included; the same seed gives the same step-1 loss for `answer` and `full`."
         )
     ]
@@ -191,6 +233,7 @@ def run_all(args: argparse.Namespace) -> None:
     config = {
         "model": args.model,
         "model_path": model_path,
+        "data": args.data,
         "batch_size": args.batch_size,
         "prompt_len": args.prompt_len,
         "answer_len": args.answer_len,

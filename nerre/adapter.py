@@ -1,4 +1,9 @@
-"""Saving a trained adapter with everything needed to reload it for prediction, and loading it."""
+"""Saving a trained adapter with everything needed to reload it for prediction, and loading it.
+
+An adapter is a folder (``nerre fit`` writes the run folder's ``adapter/``) or the name of one that
+ships inside the package (``nerre/adapters/<name>/``, see :func:`shipped_adapters`): LoRA weights in
+bf16, settings and a card, with the base model's tokenizer named instead of copied.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ from nerre.prompt import PromptBuilder, PromptSettings
 from nerre.schema import Schema
 
 SETTINGS_FILE = "nerre.json"
+SHIPPED = Path(__file__).resolve().parent / "adapters"
+"""Where the adapters that ship with nerre live, one folder per name."""
 WEIGHTS_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
@@ -34,6 +41,8 @@ class AdapterSettings:
         prompt: prompt settings.
         shots: few-shot examples shown in the prompt.
         max_sequence_tokens: the length of the training sequences (prompt + answer tokens).
+        tokenizer: None when the tokenizer is saved beside the weights (``nerre fit`` saves it); else the
+            model whose tokenizer to load (shipped adapters name their base model's, to stay small).
     """
 
     base_model: str
@@ -42,6 +51,7 @@ class AdapterSettings:
     prompt: dict[str, Any] = field(default_factory=dict)
     shots: list[dict[str, Any]] = field(default_factory=list)
     max_sequence_tokens: int = 512
+    tokenizer: str | None = None
 
     def build(self) -> tuple[Formulation, PromptBuilder]:
         """The formulation and prompt builder these settings describe."""
@@ -64,6 +74,52 @@ def save_adapter(model: Any, tokenizer: Any, settings: AdapterSettings, path: st
     return path
 
 
+def shipped_adapters() -> list[str]:
+    """The names of the adapters that ship with nerre (``nerre predict --adapter NAME``)."""
+    return sorted(p.name for p in SHIPPED.iterdir() if (p / SETTINGS_FILE).is_file()) if SHIPPED.is_dir() else []
+
+
+def resolve_adapter(adapter: str | Path) -> Path:
+    """The folder of ``adapter``: a path to an adapter folder, or the name of a shipped adapter.
+
+    Raises:
+        nerre.errors.MissingPathError: when it is neither, listing the shipped names.
+    """
+    path = Path(adapter).expanduser()
+    if path.exists() or str(adapter) not in shipped_adapters():
+        if not path.exists() and len(path.parts) == 1:
+            names = ", ".join(shipped_adapters()) or "none"
+            raise MissingPathError(f"{adapter}: no such adapter folder, and no adapter of that name ships with nerre "
+                                   f"(shipped: {names}); pass the folder `nerre fit` wrote (the run folder's adapter/)")
+        return path
+    return SHIPPED / str(adapter)
+
+
+def export_adapter(adapter: str | Path, target: str | Path, card: str) -> Path:
+    """Write a small copy of ``adapter`` to ``target``: the LoRA weights in bf16, its settings naming the base
+    model's tokenizer instead of a copy of it, and ``card`` as README.md (how to ship or share an adapter).
+
+    Raises:
+        nerre.errors.NerreError: when ``adapter`` is not a complete nerre adapter.
+    """
+    from safetensors.torch import load_file, save_file
+
+    source = resolve_adapter(adapter)
+    settings = read_settings(source)
+    check_adapter_files(source)
+    weights = source / WEIGHTS_FILES[0]
+    if not weights.is_file():
+        raise AdapterError(source, f"export needs {WEIGHTS_FILES[0]}")
+    settings.tokenizer = settings.tokenizer or settings.base_model
+    with atomic_folder(Path(target)) as scratch:
+        tensors = {k: v.to(torch.bfloat16).contiguous() for k, v in load_file(str(weights)).items()}
+        save_file(tensors, str(scratch / WEIGHTS_FILES[0]), metadata={"format": "pt"})
+        (scratch / "adapter_config.json").write_bytes((source / "adapter_config.json").read_bytes())
+        (scratch / SETTINGS_FILE).write_text(json.dumps(settings.__dict__, indent=2, ensure_ascii=False) + "\n")
+        (scratch / "README.md").write_text(card)
+    return Path(target)
+
+
 def read_settings(path: str | Path) -> AdapterSettings:
     """The settings saved beside an adapter; a clear error when ``path`` is not a nerre adapter.
 
@@ -71,7 +127,7 @@ def read_settings(path: str | Path) -> AdapterSettings:
         nerre.errors.MissingPathError: when ``path`` is no folder or has no ``nerre.json``.
         nerre.errors.AdapterError: when ``nerre.json`` is damaged.
     """
-    path = Path(path)
+    path = resolve_adapter(path)
     if not path.is_dir():
         what = "is a file, not an adapter folder" if path.exists() else "adapter folder not found"
         raise MissingPathError(f"{path}: {what}; pass the folder `nerre fit` wrote (the run folder's adapter/)")
@@ -91,8 +147,12 @@ def read_settings(path: str | Path) -> AdapterSettings:
     return settings
 
 
-def check_adapter_files(path: str | Path) -> None:
+def check_adapter_files(path: str | Path, tokenizer_saved: bool = True) -> None:
     """Fail early, before any model loads, when the adapter folder lacks or has damaged files.
+
+    Args:
+        path: the adapter folder.
+        tokenizer_saved: whether the tokenizer must be in the folder (not when the settings name one).
 
     Raises:
         nerre.errors.AdapterError: naming the file and what to do.
@@ -120,7 +180,7 @@ def check_adapter_files(path: str | Path) -> None:
         except Exception as err:  # SafetensorError (and OSError) for a truncated or damaged file
             raise AdapterError(path, f"{weights[0].name} is damaged ({_first_line(err)}; truncated?); copy the "
                                      "adapter folder again, or save the adapter again from a checkpoint") from None
-    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+    if tokenizer_saved and not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise AdapterError(path, f"no tokenizer files ({', '.join(TOKENIZER_FILES)}) here; copy the whole adapter "
                                  "folder that `nerre fit` wrote (it saves the tokenizer beside the weights)")
 
@@ -129,7 +189,7 @@ def load_adapter(path: str | Path, base_model: str | None = None, dtype: torch.d
     """Load ``(model, tokenizer, settings)`` from an adapter folder written by ``nerre fit``.
 
     Args:
-        path: the adapter folder.
+        path: the adapter folder, or the name of a shipped adapter (:func:`shipped_adapters`).
         base_model: override the base model recorded in ``nerre.json`` (e.g. a local copy).
         dtype: weight dtype of the base model.
 
@@ -139,12 +199,12 @@ def load_adapter(path: str | Path, base_model: str | None = None, dtype: torch.d
     """
     from peft import PeftModel
 
-    path = Path(path)
+    path = resolve_adapter(path)
     settings = read_settings(path)
-    check_adapter_files(path)
+    check_adapter_files(path, tokenizer_saved=settings.tokenizer is None)
     base_name = base_model or settings.base_model
     try:
-        tokenizer = load_tokenizer(str(path))
+        tokenizer = load_tokenizer(str(path) if settings.tokenizer is None else resolve_model(settings.tokenizer))
     except NerreError:
         raise
     except Exception as err:  # transformers raises many kinds for unreadable tokenizer files

@@ -84,7 +84,8 @@ class Extractor:
     @classmethod
     def load(cls, adapter: str | Path, base_model: str | None = None, constrained: bool | None = None,
              batch_size: int = 8, dtype: torch.dtype = torch.float32) -> Extractor:
-        """Load an adapter folder written by ``nerre fit`` (its ``adapter/``)."""
+        """Load an adapter folder written by ``nerre fit`` (its ``adapter/``), or a shipped adapter by name
+        (``Extractor.load("conll2003")``; see :func:`nerre.adapter.shipped_adapters`)."""
         model, tokenizer, settings = load_adapter(adapter, base_model=base_model, dtype=dtype)
         return cls(model, tokenizer, settings, constrained=constrained, batch_size=batch_size)
 
@@ -255,7 +256,8 @@ def predict(
     """Extract entities and relations from a file with a trained adapter; write the predictions.
 
     Args:
-        adapter: adapter folder written by ``nerre fit`` (the run folder's ``adapter/``).
+        adapter: adapter folder written by ``nerre fit`` (the run folder's ``adapter/``), or the name of an
+            adapter shipped with nerre (``nerre.adapter.shipped_adapters()`` lists them).
         input: raw text (one document per line), or any corpus format nerre reads (a BRAT folder of .txt
             files, a Label Studio export ...).
         output: where to write the predictions: prediction JSONL (what ``nerre evaluate`` reads) by default,

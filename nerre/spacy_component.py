@@ -54,7 +54,8 @@ class NerreComponent:
     Args:
         nlp: the pipeline.
         name: the component's name in the pipeline.
-        adapter: the adapter folder written by ``nerre fit`` (its ``adapter/``); loaded on first use.
+        adapter: the adapter folder written by ``nerre fit`` (its ``adapter/``), or a shipped adapter's name;
+            loaded on first use.
         base_model: use this base model instead of the one recorded with the adapter.
         constrained: faithful decoding (default: constrained for the tagged formulation), as for ``nerre predict``.
         batch_size: texts the decoder generates for together.

