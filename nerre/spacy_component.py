@@ -114,8 +114,11 @@ class NerreComponent:
         """Copy the adapter folder to ``path`` (``nlp.to_disk`` passes the component's own folder)."""
         if not self.adapter:
             raise ConfigError(f"the {self.name!r} component has no adapter to save")
-        if Path(self.adapter).resolve() != Path(path).resolve():
-            shutil.copytree(self.adapter, path, dirs_exist_ok=True)
+        from nerre.adapter import resolve_adapter
+
+        source = resolve_adapter(self.adapter)  # a shipped adapter's name: its folder in the package
+        if source.resolve() != Path(path).resolve():
+            shutil.copytree(source, path, dirs_exist_ok=True)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> NerreComponent:
         """Use the adapter saved in ``path`` (loaded on first use)."""

@@ -73,3 +73,15 @@ def test_each_shipped_adapter_is_small_complete_and_has_a_card(name):
     assert re.search(r"command: `python benchmarks/run\.py .+`", card)
     assert re.search(r"commit: `[0-9a-f]{40}`", card)  # a committed run, not a dirty tree
     assert re.search(r"\| entities \| \d+\.\d\d \| \d+\.\d\d \| \d+\.\d\d \|", card)
+
+
+def test_a_spacy_pipeline_with_a_shipped_adapter_saves_and_reloads(shipped, tmp_path):
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("nerre", config={"adapter": "tiny"})
+    before = [(e.text, e.label_) for e in nlp("John Smith works for Acme Corp in New York.").ents]
+    nlp.to_disk(tmp_path / "pipeline")
+    assert (tmp_path / "pipeline" / "nerre" / "adapter_model.safetensors").is_file()
+    after = [(e.text, e.label_) for e in spacy.load(tmp_path / "pipeline")("John Smith works for Acme Corp in New York.").ents]
+    assert after == before and before
