@@ -489,7 +489,16 @@ def _hidden_states(body: nn.Module, input_ids: torch.Tensor, attention_mask: tor
         outputs = body(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
         return outputs.last_hidden_state if hasattr(outputs, "last_hidden_state") else outputs[0]
     head = body(input_ids=input_ids[:1, :prefix], attention_mask=attention_mask[:1, :prefix], use_cache=True)
-    cache = head.past_key_values
+    cache = getattr(head, "cache", None) or head.past_key_values
     cache.batch_repeat_interleave(rows)
-    rest = body(input_ids=input_ids[:, prefix:], attention_mask=attention_mask, past_key_values=cache, use_cache=True)
+    rest = body(input_ids=input_ids[:, prefix:], attention_mask=attention_mask, use_cache=True,
+                **{cache_argument(body): cache})
     return torch.cat([head.last_hidden_state.expand(rows, -1, -1), rest.last_hidden_state], dim=1)
+
+
+def cache_argument(body: nn.Module) -> str:
+    """The keyword ``body.forward`` takes a KV cache by: ``cache`` (transformers >= 5.x, where
+    ``past_key_values`` is deprecated) or ``past_key_values``."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"

@@ -20,7 +20,6 @@ inputs are decoded one at a time and a warning names the transformers version.
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 import threading
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ import transformers
 from torch import nn
 from transformers import DynamicCache
 
-from nerre.models import causal_lm, transformer_body
+from nerre.models import cache_argument, causal_lm, transformer_body
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +163,7 @@ class ModelPasses:
         self._head = head
         self._head_weight = head.weight if type(head) is nn.Linear else None
         self._head_bias = head.bias if type(head) is nn.Linear else None
-        parameters = inspect.signature(self.body.forward).parameters
-        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
+        self._cache_argument = cache_argument(self.body)
         self._packing: bool | None = None  # decided on first use
         #: why packed passes are off for this model (None while they work or are unchecked)
         self.packing_problem: str | None = None
