@@ -31,6 +31,7 @@ from spacy.tokens import Doc, DocBin, Span
 from spacy.util import filter_spans
 from spacy.vocab import Vocab
 
+from nerre.atomic import write_bytes, write_text
 from nerre.example import Entity, Example, Relation, Token
 
 SPANS_KEY = "nerre"
@@ -325,8 +326,7 @@ def save_docbin(docs: Iterable[Doc], path: str | Path) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    DocBin(store_user_data=True, docs=docs).to_disk(path)
-    return path
+    return write_bytes(path, DocBin(store_user_data=True, docs=docs).to_bytes())  # whole or not at all
 
 
 def load_docbin(path: str | Path, nlp_or_vocab: Language | Vocab | None = None) -> list[Doc]:
@@ -410,5 +410,5 @@ def render_html(docs: Iterable[Doc], path: str | Path | None = None, title: str 
     page = _PAGE.format(title=html.escape(title), content="\n<hr>\n".join(sections))
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(page, encoding="utf-8")
+        write_text(path, page)
     return page

@@ -156,6 +156,20 @@ def test_docbin_loads_with_plain_spacy(tmp_path: Path) -> None:
     assert [len(d._.relations) for d in loaded] == [2, 2]
 
 
+def test_a_failed_docbin_write_keeps_the_previous_file_whole(tmp_path: Path, monkeypatch) -> None:
+    docs, _ = to_docs([annotated(TEXTS["tab"], "a")])
+    path = save_docbin(docs, tmp_path / "out.spacy")
+    before = path.read_bytes()
+
+    def broken(self):
+        raise KeyboardInterrupt  # interrupted while the file is being written
+
+    monkeypatch.setattr(DocBin, "to_bytes", broken)
+    with pytest.raises(KeyboardInterrupt):
+        save_docbin(docs * 2, path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["out.spacy"]
+
+
 def test_from_doc_of_a_plain_doc_uses_ents() -> None:
     doc = spacy.blank("en")("Ada Lovelace wrote code")
     doc.ents = [doc.char_span(0, 12, label="PER")]
