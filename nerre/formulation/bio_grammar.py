@@ -81,12 +81,11 @@ class BioGrammar(RelationSectionGrammar):
             (f"{prefix}-{display}".encode(), prefix, label)
             for prefix in ("B", "I") for label, display in enumerate(self.displays)
         ]
-        self.longest_tag = longest_tag = max(len(tag) for tag, _, _ in self.all_tags)
-        # bytes from the start of line i to the end of the entity part: all O tags / the longest tags
-        self._short_rest, self._long_rest = [0] * (self.count + 1), [0] * (self.count + 1)
+        self.longest_tag = max(len(tag) for tag, _, _ in self.all_tags)
+        # bytes from the start of line i to the end of the entity part with O tags
+        self._short_rest = [0] * (self.count + 1)
         for i in range(self.count - 1, -1, -1):
             self._short_rest[i] = self._short_rest[i + 1] + len(self.line_bytes[i]) + 1
-            self._long_rest[i] = self._long_rest[i + 1] + len(self.line_bytes[i]) + longest_tag
         self._tags_cache: dict[tuple, list[tuple[bytes, str, int]]] = {}
 
     def start(self) -> tuple:
@@ -210,10 +209,12 @@ class BioGrammar(RelationSectionGrammar):
         worst = 0
         for c in state:
             kind = type(c)
+            # like the tagged grammar, which counts the closing tags owed but no new ones: the tokens left
+            # with O tags (a B tag is new markup, which the decoder stops allowing when the budget runs low)
             if kind is InLine:
-                size = self._long_rest[c.index] - c.written + len(self.header)
+                size = self._short_rest[c.index] - c.written + len(self.header)
             elif kind is InBioTag:
-                size = self.longest_tag + self._long_rest[c.index + 1] + len(self.header)
+                size = self.longest_tag + self._short_rest[c.index + 1] + len(self.header)
             elif kind is Ended:
                 size = 0
             else:
