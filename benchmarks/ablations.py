@@ -23,7 +23,8 @@ Each variant is one ``benchmarks/run.py`` run with one config override:
   ``smollm2-steps`` results on disk: ``--trainer.max_time`` is the baseline's fit time, and the step
   count, which sets the length of the learning-rate schedule, is projected from the pace of
   ``smollm2-steps``, plus 10% so that the time limit ends training (the cosine schedule is nearly flat
-  over its last tenth, and a run stopped by the time limit validates once more before it ends).
+  over its last tenth). Whichever ends training, the final weights are validated too (a stop request
+  validates, and nerre validates the last step), so they can be the ones tested.
 
 Every run reports recall on test mentions seen and unseen in training. After each variant the
 comparison of all results on disk goes to ``benchmarks/results/ablations/comparison.{json,md,png}``;

@@ -76,9 +76,10 @@ def ablations(results: Path) -> str:
     if not rows:
         return "No ablation results yet: run `python benchmarks/ablations.py`.\n"
     first = next(iter(rows.values()))
+    commits = ", ".join(f"{name} {row['git_commit'][:7]}" for name, row in rows.items() if "," not in name)
     return (f"{first['train_examples']} training sentences, {first['steps']} steps, {first['test_examples']} test "
-            f"sentences, seed {first['seed']}, commit {first['git_commit'][:7]}:\n`{first['command']}`\n\n"
-            f"{markdown(rows)}\n![entity F1 and recall on unseen mentions per variant]"
+            f"sentences, seed {first['seed']}:\n`{first['command']}`\n\n"
+            f"{markdown(rows)}\nCommits: {commits}.\n\n![entity F1 and recall on unseen mentions per variant]"
             f"(benchmarks/results/ablations/comparison.png)\n")
 
 

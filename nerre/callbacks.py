@@ -24,6 +24,9 @@ class SaveBestAdapter(Callback):
 
     Without validation data the adapter is saved once, when fitting ends. A run interrupted (Ctrl-C, an
     error) before any adapter was saved saves the weights it has, so that no run ends without one.
+    The last step (``trainer.max_steps``) is always validated, so the final weights can be chosen
+    even when the validation interval does not fall on it (Lightning validates on a stop request,
+    not on reaching ``max_steps`` mid-epoch).
 
     Args:
         monitor: the logged metric to watch.
@@ -50,6 +53,10 @@ class SaveBestAdapter(Callback):
         if better:
             self.best = value
             self._save(trainer, pl_module, f"{self.monitor}={value:.4f} at step {trainer.global_step}")
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
+        if 0 < trainer.max_steps <= trainer.global_step and not trainer.should_stop:
+            trainer.should_stop = True  # ends training as max_steps would, and validates this step first
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.saved:

@@ -139,6 +139,14 @@ def test_fit_with_the_candidate_loss_learns(model_dir, tmp_path):
     assert len(losses) == 30 and losses[-1] < 0.2 * losses[0]
 
 
+def test_the_last_step_is_validated_when_the_interval_skips_it(model_dir, tmp_path):
+    run(fit_args(model_dir, tmp_path, "--trainer.max_steps", "7", "--data.batch_size", "1",
+                 "--trainer.val_check_interval", "3", "--trainer.check_val_every_n_epoch", "null",
+                 "--trainer.num_sanity_val_steps", "0", "--trainer.log_every_n_steps", "1"))
+    validated = [int(r["step"]) + 1 for r in metrics(tmp_path) if r.get("val/f1")]
+    assert validated == [3, 6, 7]  # 7: the final weights can be chosen too
+
+
 def test_truncation_is_counted_and_done_when_batching(model_dir, tmp_path, caplog):
     data = tiny_data(model_dir, tmp_path, max_sequence_tokens=40, allow_truncation=True)
     rows = data.tokenized("train")
