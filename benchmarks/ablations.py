@@ -55,6 +55,9 @@ VARIANTS: dict[str, tuple[list[str], str]] = {  # name: (the override, what it c
     "smollm2-steps": (["--model.init_args.model", "smollm2-135m"], "SmolLM2-135M-Instruct, the same steps"),
     "smollm2-time": (["--model.init_args.model", "smollm2-135m"], "SmolLM2-135M-Instruct, the same training time"),
 }
+PINNED = ["--data.loss_on", "answer"]
+"""Settings every variant starts from (a variant's own override wins): the rows were first run when the
+answer loss was the default, and the candidate-set loss is a row of its own."""
 SAME_WALL_CLOCK = {"smollm2-time": ("baseline", "smollm2-steps"), "candidates-time": ("baseline", "candidates-steps")}
 """Variants that train as long as another run did: name -> (the run whose fit time they get, the run of
 the same model whose pace projects their step count)."""
@@ -80,7 +83,7 @@ def main() -> None:
         if name in SAME_WALL_CLOCK:
             budget += wall_clock_budget(results, *SAME_WALL_CLOCK[name])
             steps = None
-        run_benchmark(args.config, name, steps, None, budget + override + extra,
+        run_benchmark(args.config, name, steps, None, PINNED + budget + override + extra,
                       args.test_limit, compare_unconstrained=name == "baseline", results=results)
         write_comparison(results)  # after every variant, so an interrupted run keeps a table
 

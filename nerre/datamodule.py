@@ -58,11 +58,13 @@ class ExtractionData(LightningDataModule):
             and relations are lost; one that loses gold relations stops the run unless ``allow_truncation``.
             Validation and test examples are never cut.
         allow_truncation: train even when ``max_sequence_tokens`` cuts gold relations off (they are reported).
-        loss_on: ``answer`` (prompt tokens get label -100), ``all`` (the whole sequence) or ``candidates``
-            (the answer, each token's cross-entropy over only the tokens the constrained decoder could emit
-            there: the formulation's grammar walks each gold answer once, at tokenization, and the sets are
-            cached with the dataset; the LM head then runs on the rows of its weights those sets use.
-            Needs a formulation with a grammar: tagged or bio).
+        loss_on: ``candidates`` (the answer, each token's cross-entropy over only the tokens the constrained
+            decoder could emit there: the formulation's grammar walks each gold answer once, at
+            tokenization, and the sets are cached with the dataset; the LM head then runs on the rows of
+            its weights those sets use; needs a formulation with a grammar: tagged or bio), ``answer``
+            (the answer over the whole vocabulary; prompt tokens get label -100) or ``all`` (the whole
+            sequence). None (the default): ``candidates`` where the formulation has a grammar, else
+            ``answer``. Choose ``answer`` for an adapter meant for free generation.
         max_train_examples: use only this many training examples (a seeded random subset).
         batch_size: training batch size.
         eval_batch_size: examples per validation and test step (decoded together).
@@ -87,7 +89,7 @@ class ExtractionData(LightningDataModule):
         model: str = DEFAULT_MODEL,
         max_sequence_tokens: int | None = None,
         allow_truncation: bool = False,
-        loss_on: Literal["answer", "all", "candidates"] = "answer",
+        loss_on: Literal["candidates", "answer", "all"] | None = None,
         max_train_examples: int | None = None,
         batch_size: int = 8,
         eval_batch_size: int = 16,
@@ -114,7 +116,9 @@ class ExtractionData(LightningDataModule):
             schema.check(examples, str(self.paths[split]))
         self.schema = schema
         self.formulation: Formulation = get_formulation(formulation, schema)
-        if loss_on == "candidates" and not self.formulation.constrainable:
+        if loss_on is None:
+            loss_on = "candidates" if self.formulation.constrainable else "answer"
+        elif loss_on == "candidates" and not self.formulation.constrainable:
             raise ConfigError(f"data.loss_on: candidates needs a formulation with a grammar (tagged, bio), not "
                               f"{formulation!r}; use data.loss_on: answer")
         self._check_targets()

@@ -126,6 +126,11 @@ def test_a_gold_answer_outside_the_grammar_falls_back_to_the_whole_vocabulary(mo
     assert len(flat) == sum(sizes)
 
 
+def test_the_default_loss_is_over_candidates_where_the_formulation_has_a_grammar(model_dir, tmp_path):
+    for formulation, expected in (("tagged", "candidates"), ("bio", "candidates"), ("json", "answer")):
+        assert tiny_data(model_dir, tmp_path, loss_on=None, formulation=formulation).loss_on == expected
+
+
 def test_candidate_loss_needs_a_grammar(model_dir, tmp_path):
     with pytest.raises(ConfigError, match="loss_on: candidates needs a formulation with a grammar"):
         tiny_data(model_dir, tmp_path, loss_on="candidates", formulation="json")

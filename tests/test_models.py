@@ -382,7 +382,8 @@ def test_chat_model_with_pad_equal_to_eos_learns_to_stop(tmp_path):
 
     folder = convert_gguf(tiny_gguf(tmp_path / "tiny.gguf"), tmp_path / "model")
     data = ExtractionData(train="tiny.jsonl", data_dir=str(TINY_DATA), schema=tiny_schema(), model=str(folder),
-                          max_sequence_tokens=4096, cache_dir=str(tmp_path / "datasets"))  # a 300-token vocabulary: long
+                          max_sequence_tokens=4096, cache_dir=str(tmp_path / "datasets"),  # a 300-token vocabulary: long
+                          loss_on="answer")  # compared with the full-vocabulary loss below
     tok = data.tokenizer
     rows = [data.tokenized("train")[i] for i in range(2)]
     batch = data._collate_train(rows)

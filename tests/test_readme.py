@@ -138,9 +138,10 @@ def test_ablations_run_only_the_variants_asked_for_with_their_budget(tmp_path, m
     ablations.main()
     (bio_config, bio, bio_steps, _, bio_args, _), (_, name, steps, _, args, _) = calls
     assert (bio, bio_steps) == ("bio", 120)
-    assert bio_args == ["--data.max_train_examples", "960", "--data.formulation", "bio",
+    assert bio_args == ["--data.loss_on", "answer", "--data.max_train_examples", "960", "--data.formulation", "bio",
                         "--trainer.val_check_interval", "60"]
     assert (name, steps) == ("smollm2-time", None)
-    assert args == ["--data.max_train_examples", "960", "--trainer.max_time", "00:00:13:42", "--trainer.max_steps",
+    assert args == ["--data.loss_on", "answer", "--data.max_train_examples", "960", "--trainer.max_time", "00:00:13:42",
+                    "--trainer.max_steps",
                     "265", "--trainer.max_epochs", "-1", "--model.init_args.model", "smollm2-135m",
                     "--trainer.val_check_interval", "60"]
