@@ -53,6 +53,10 @@ class AdapterSettings:
     max_sequence_tokens: int = 512
     tokenizer: str | None = None
 
+    def to_json(self) -> str:
+        """The contents of ``nerre.json``."""
+        return json.dumps(self.__dict__, indent=2, ensure_ascii=False) + "\n"
+
     def build(self) -> tuple[Formulation, PromptBuilder]:
         """The formulation and prompt builder these settings describe."""
         formulation = get_formulation(self.formulation, Schema(**self.schema))
@@ -70,7 +74,7 @@ def save_adapter(model: Any, tokenizer: Any, settings: AdapterSettings, path: st
     with atomic_folder(path) as scratch:
         model.save_pretrained(scratch)
         tokenizer.save_pretrained(scratch)
-        (scratch / SETTINGS_FILE).write_text(json.dumps(settings.__dict__, indent=2, ensure_ascii=False) + "\n")
+        (scratch / SETTINGS_FILE).write_text(settings.to_json())
     return path
 
 
@@ -115,7 +119,7 @@ def export_adapter(adapter: str | Path, target: str | Path, card: str) -> Path:
         tensors = {k: v.to(torch.bfloat16).contiguous() for k, v in load_file(str(weights)).items()}
         save_file(tensors, str(scratch / WEIGHTS_FILES[0]), metadata={"format": "pt"})
         (scratch / "adapter_config.json").write_bytes((source / "adapter_config.json").read_bytes())
-        (scratch / SETTINGS_FILE).write_text(json.dumps(settings.__dict__, indent=2, ensure_ascii=False) + "\n")
+        (scratch / SETTINGS_FILE).write_text(settings.to_json())
         (scratch / "README.md").write_text(card)
     return Path(target)
 

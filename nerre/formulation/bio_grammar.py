@@ -211,10 +211,8 @@ class BioGrammar(RelationSectionGrammar):
             kind = type(c)
             # like the tagged grammar, which counts the closing tags owed but no new ones: the tokens left
             # with O tags (a B tag is new markup, which the decoder stops allowing when the budget runs low)
-            if kind is InLine:
-                size = self._short_rest[c.index] - c.written + len(self.header)
-            elif kind is InBioTag:
-                size = self.longest_tag + self._short_rest[c.index + 1] + len(self.header)
+            if kind is InLine or kind is InBioTag:
+                size = self._o_tags_to_end(c)
             elif kind is Ended:
                 size = 0
             else:
@@ -241,7 +239,12 @@ class BioGrammar(RelationSectionGrammar):
             return 0
         if kind is InHeader or kind is InRelations:
             return self._relations_bound(c)
-        if kind is InLine:
+        return self._o_tags_to_end(c)
+
+    def _o_tags_to_end(self, c: InLine | InBioTag) -> int:
+        """Bytes to the end of the entity part and the header with O for every token left (the current
+        tag counted at its longest)."""
+        if type(c) is InLine:
             return self._short_rest[c.index] - c.written + len(self.header)
         return self.longest_tag + self._short_rest[c.index + 1] + len(self.header)
 
