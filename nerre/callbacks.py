@@ -12,6 +12,7 @@ from lightning import Callback, LightningModule, Trainer
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import OnExceptionCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from nerre.atomic import atomic_open
@@ -40,7 +41,7 @@ class SaveBestAdapter(Callback):
         self.saved = False
 
     def path(self, trainer: Trainer) -> Path:
-        return Path(trainer.log_dir or trainer.default_root_dir) / self.dirname
+        return run_dir(trainer) / self.dirname
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
@@ -118,7 +119,17 @@ def _checkpoint_dir(trainer: Trainer) -> Path:
     for callback in trainer.checkpoint_callbacks:
         if getattr(callback, "dirpath", None) and not isinstance(callback, OnExceptionCheckpoint):
             return Path(callback.dirpath)
-    return Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+    return run_dir(trainer) / "checkpoints"
+
+
+def run_dir(trainer: Trainer) -> Path:
+    """The run folder, as ``trainer.log_dir`` names it on rank zero, but without its broadcast: only rank
+    zero writes there, and a collective called by one rank alone hangs a multi-process run."""
+    if not trainer.loggers:
+        return Path(trainer.default_root_dir)
+    logger = trainer.loggers[0]
+    folder = logger.log_dir if isinstance(logger, (CSVLogger, TensorBoardLogger)) else logger.save_dir
+    return Path(folder or trainer.default_root_dir)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,6 +144,27 @@ def test_fit_with_the_candidate_loss_learns(model_dir, tmp_path):
                  "--trainer.num_sanity_val_steps", "0"))
     losses = [float(r["train/loss"]) for r in metrics(tmp_path) if r.get("train/loss")]
     assert len(losses) == 30 and losses[-1] < 0.2 * losses[0]
+
+
+def test_the_candidate_loss_trains_under_ddp_with_gradient_accumulation(model_dir, tmp_path):
+    """Two CPU ranks (gloo), one example per rank per micro-batch, two micro-batches per optimizer step:
+    each rank builds the candidate vocabulary of its own batch, DDP averages the LoRA gradients,
+    validation scores the whole split gathered from both ranks, and rank zero saves the adapter (it used
+    to hang there, asking the other rank for the run folder). In a subprocess, so a hang fails the test."""
+    args = fit_args(model_dir, tmp_path, "--data.loss_on", "candidates", "--trainer.strategy", "ddp_spawn",
+                    "--trainer.devices", "2", "--trainer.accumulate_grad_batches", "2", "--data.batch_size", "1",
+                    "--data.eval_batch_size", "1", "--trainer.max_steps", "12", "--trainer.check_val_every_n_epoch",
+                    "6", "--trainer.log_every_n_steps", "1", "--trainer.num_sanity_val_steps", "0")
+    done = subprocess.run([sys.executable, "-m", "nerre.cli", *args], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = metrics(tmp_path)
+    losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
+    validated = [int(r["step"]) + 1 for r in rows if r.get("val/f1")]
+    assert validated == [6, 12]  # 4 examples = 2 micro-batches per rank = 1 optimizer step per epoch
+    assert len(losses) == 12 and sum(losses[-3:]) < 0.5 * sum(losses[:3]), losses  # one per optimizer step
+    assert [float(r["val/defects"]) for r in rows if r.get("val/defects")] == [0.0, 0.0]
+    assert "nerre: saved adapter to" in done.stderr + done.stdout
+    assert (next(tmp_path.glob("runs/**/adapter")) / "adapter_model.safetensors").is_file()
 
 
 def test_the_last_step_is_validated_when_the_interval_skips_it(model_dir, tmp_path):
