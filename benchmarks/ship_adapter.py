@@ -12,6 +12,7 @@ adapter must stay under 10 MB; the script refuses a larger one.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -40,10 +41,19 @@ def score_rows(result: dict) -> list[str]:
     return rows
 
 
-def card(name: str, result: dict, settings: dict) -> str:
+def dev_curve(run: Path) -> list[tuple[int, float]]:
+    """(step, ``val/f1``) of each validation in the run's ``metrics.csv``, the step counted from 1."""
+    curve = []
+    for path in sorted(run.glob("**/metrics.csv")):
+        with path.open() as file:
+            curve += [(int(r["step"]) + 1, float(r["val/f1"])) for r in csv.DictReader(file) if r.get("val/f1")]
+    return curve
+
+
+def card(name: str, result: dict, settings: dict, curve: list[tuple[int, float]]) -> str:
     labels = ", ".join(f"`{e['name']}` ({e['display']})" for e in settings["schema"]["entities"])
     relations = ", ".join(f"`{r['name']}`" for r in settings["schema"]["relations"]) or "none"
-    data = "\n".join(f"- `{path}` (SHA-256 `{digest}`)" for path, digest in result["data"].items())
+    data = "\n".join(f"  - `{path}` (SHA-256 `{digest}`)" for path, digest in result["data"].items())
     unseen = result.get("recall_seen_unseen", {})
     lines = [
         f"# nerre adapter `{name}`",
@@ -62,6 +72,8 @@ def card(name: str, result: dict, settings: dict) -> str:
         f"- commit: `{result['git_commit']}`",
         f"- {result['steps']} steps on {result['train_examples']} training examples, seed {result['seed']}, "
         f"{result['fit_seconds'] / 60:.0f} min of training on {result['machine']}",
+        *([f"- the adapter is the best of {len(curve)} validations on the dev set (the first on the highest "
+           f"`val/f1`): " + ", ".join(f"{score:.3f} at step {step}" for step, score in curve)] if curve else []),
         "- data (relative to the data folder):",
         data,
         "",
@@ -90,7 +102,7 @@ def main() -> None:
         raise SystemExit(f"{folder}: no adapter under run/; the run must keep its adapter folder")
     adapter = adapters[-1].parent
     settings = json.loads((adapter / "nerre.json").read_text())
-    target = export_adapter(adapter, SHIPPED / args.name, card(args.name, result, settings))
+    target = export_adapter(adapter, SHIPPED / args.name, card(args.name, result, settings, dev_curve(folder / "run")))
     size = sum(p.stat().st_size for p in target.iterdir()) / 2**20
     if size > LIMIT_MB:
         raise SystemExit(f"{target}: {size:.1f} MB, over the {LIMIT_MB:.0f} MB a shipped adapter may take")
