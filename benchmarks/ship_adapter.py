@@ -12,14 +12,13 @@ adapter must stay under 10 MB; the script refuses a larger one.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from run import RESULTS
+from run import RESULTS, read_metrics, series
 
 from nerre.adapter import SHIPPED, export_adapter
 
@@ -39,15 +38,6 @@ def score_rows(result: dict) -> list[str]:
         rows.append(row("relations (strict)", strict))
         rows += [row(f"relations: {label}", s) for label, s in sorted(strict["per_label"].items())]
     return rows
-
-
-def dev_curve(run: Path) -> list[tuple[int, float]]:
-    """(step, ``val/f1``) of each validation in the run's ``metrics.csv``, the step counted from 1."""
-    curve = []
-    for path in sorted(run.glob("**/metrics.csv")):
-        with path.open() as file:
-            curve += [(int(r["step"]) + 1, float(r["val/f1"])) for r in csv.DictReader(file) if r.get("val/f1")]
-    return curve
 
 
 def card(name: str, result: dict, settings: dict, curve: list[tuple[int, float]]) -> str:
@@ -102,7 +92,8 @@ def main() -> None:
         raise SystemExit(f"{folder}: no adapter under run/; the run must keep its adapter folder")
     adapter = adapters[-1].parent
     settings = json.loads((adapter / "nerre.json").read_text())
-    target = export_adapter(adapter, SHIPPED / args.name, card(args.name, result, settings, dev_curve(folder / "run")))
+    curve = [(step + 1, f1) for step, f1 in series(read_metrics(folder / "run"), "val/f1")]  # steps from 1
+    target = export_adapter(adapter, SHIPPED / args.name, card(args.name, result, settings, curve))
     size = sum(p.stat().st_size for p in target.iterdir()) / 2**20
     if size > LIMIT_MB:
         raise SystemExit(f"{target}: {size:.1f} MB, over the {LIMIT_MB:.0f} MB a shipped adapter may take")

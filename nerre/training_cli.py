@@ -84,7 +84,6 @@ class NerreCLI(LightningCLI):
         return self._instantiate_trainer(config, callbacks)
 
 
-
 def run_training(args: Sequence[str]) -> NerreCLI:
     """Run ``nerre fit|validate|test`` with ``args`` (the subcommand first) and return the CLI object."""
     try:
