@@ -343,8 +343,9 @@ class ExtractionData(LightningDataModule):
         return DataLoader(range(len(self.examples[split])), batch_size=self.eval_batch_size, shuffle=False,
                           num_workers=self.num_workers, generator=self._generator())
 
-    def val_dataloader(self) -> DataLoader:
-        return self._generation_loader("val")
+    def val_dataloader(self) -> DataLoader | list:
+        """The dev set; none (no validation, nothing selected on dev) when ``data.val`` is unset."""
+        return self._generation_loader("val") if "val" in self.paths else []
 
     def test_dataloader(self) -> DataLoader:
         return self._generation_loader("test")

@@ -283,3 +283,14 @@ def test_validation_outputs_are_gathered_from_every_rank(tmp_path):
     torch.multiprocessing.spawn(_gather_on_rank, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2)
     expected = [[0, "a"], [1, "b"], [2, "c"], [3, "d"], [4, "e"]]
     assert [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)] == [expected, expected]
+
+
+def test_fit_without_dev_data_trains_to_the_end_and_saves_the_last_adapter(model_dir, tmp_path):
+    """The literature's protocol for ADE (no dev split): nothing is selected on dev, the last weights are kept."""
+    run(fit_args(model_dir, tmp_path, "--data.val", "null", "--trainer.max_steps", "4",
+                 "--trainer.check_val_every_n_epoch", "1"))
+    rows = metrics(tmp_path)
+    assert not any(r.get("val/f1") for r in rows)
+    assert max(int(r["step"]) for r in rows if r.get("train/loss")) >= 0
+    (adapter,) = tmp_path.glob("runs/**/adapter/nerre.json")
+    assert (adapter.parent / "adapter_config.json").exists()
