@@ -24,17 +24,15 @@ from transformers import LlamaForCausalLM
 
 from nerre import models
 from nerre.errors import ConfigError
+from nerre.losses import CandidateBatch, answer_loss, shared_prefix
 from nerre.models import (
     DEFAULT_MODEL,
     OFFLINE_MODELS,
-    CandidateBatch,
-    answer_loss,
     convert_gguf,
     format_prompt,
     load_model,
     load_tokenizer,
     resolve_model,
-    shared_prefix,
 )
 
 ODD_TEXTS = [
