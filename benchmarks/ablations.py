@@ -28,7 +28,7 @@ Each variant is one ``benchmarks/run.py`` run with one config override:
 
 Every run reports recall on test mentions seen and unseen in training. After each variant the
 comparison of all results on disk goes to ``benchmarks/results/ablations/comparison.{json,md,png}``;
-``benchmarks/results_table.py`` puts it in the README. ``--only NAME ...`` runs some variants and
+``benchmarks/results_table.py`` puts it in docs/open-questions.md. ``--only NAME ...`` runs some variants and
 keeps the results of the others.
 """
 
@@ -39,8 +39,8 @@ import json
 import math
 from pathlib import Path
 
-from results_table import pct, rate
-from run import RESULTS, run_benchmark
+from common import RESULTS, pct, rate
+from run import run_benchmark
 
 from nerre.atomic import write_text
 

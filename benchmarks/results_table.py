@@ -1,11 +1,13 @@
-"""The README's results table, built from ``benchmarks/results/*/result.json``.
+"""The results tables of the README and the docs, built from ``benchmarks/results/*/result.json``.
 
-    python benchmarks/results_table.py           # rewrite the table in README.md
-    python benchmarks/results_table.py --check   # exit 1 if README.md's table differs from the files
+    python benchmarks/results_table.py           # rewrite the tables in README.md and docs/
+    python benchmarks/results_table.py --check   # exit 1 if a page's table differs from the files
 
-The runs' table sits between ``<!-- results:start -->`` and ``<!-- results:end -->`` in README.md, the
-ablations' comparison (``benchmarks/results/ablations/``) between ``<!-- ablations:start -->`` and
-``<!-- ablations:end -->``; a test checks that both match the committed result files.
+The runs' table sits between ``<!-- results:start -->`` and ``<!-- results:end -->``, the ablations'
+comparison (``benchmarks/results/ablations/``) between ``<!-- ablations:start -->`` and
+``<!-- ablations:end -->``, in the pages :data:`PAGES` lists; a test checks that they match the committed
+result files. Links point into ``benchmarks/results/`` from the README and into ``docs/results/`` (a link
+to it) from the docs pages.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
-README = ROOT / "README.md"
+from ablations import comparison, markdown
+from common import RESULTS, ROOT, pct, rate
+
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ABLATIONS_START, ABLATIONS_END = "<!-- ablations:start -->", "<!-- ablations:end -->"
 
@@ -31,19 +33,16 @@ Published figures on the same test sets (micro F1, offsets matched; relation F1 
 | SpERT | BERT-base | | 71.47 | Eberts and Ulges, ECAI 2020 |
 | BERT-base tagger | BERT-base, full fine-tuning | about 91 to 92 | | Devlin et al., NAACL 2019 |
 """
+PAGES: dict[str, tuple[str, tuple[str, ...]]] = {  # page: (where its links to result files start, its blocks)
+    "README.md": ("benchmarks/results", ("results",)),
+    "docs/benchmarks.md": ("results", ("results",)),
+    "docs/open-questions.md": ("results", ("ablations",)),
+}
 
 
-def pct(value: float | None) -> str:
-    return "" if value is None else f"{100 * value:.2f}"
-
-
-def rate(value: float | None, digits: int = 0) -> str:
-    """A speed, or ``n/a`` when the run logged none (a run shorter than ``log_every_n_steps``)."""
-    return "n/a" if value is None else f"{value:.{digits}f}"
-
-
-def table(results: Path = RESULTS) -> str:
-    """Markdown for every ``<name>/result.json`` under ``results``, sorted by name."""
+def table(results: Path = RESULTS, links: str = "benchmarks/results") -> str:
+    """Markdown for every ``<name>/result.json`` under ``results``, sorted by name; ``links``: the folder the
+    rows link into (``benchmarks/results`` from the repository root)."""
     rows = [
         "| run | train examples / steps | test | entity P / R / F1 | relation F1 strict / boundaries | "
         "recall seen / unseen | defects | train tok/s | predict sent/s | wall fit / predict |",
@@ -55,7 +54,7 @@ def table(results: Path = RESULTS) -> str:
         e, rel, novelty = r["entities"], r["relations"], r["recall_seen_unseen"]
         has_relations = bool(rel["strict"]["gold"])
         relation = f"{pct(rel['strict']['f1'])} / {pct(rel['boundaries']['f1'])}" if has_relations else ""
-        name = f"[{r['name']}](benchmarks/results/{path.parent.name}/result.md)"
+        name = f"[{r['name']}]({links}/{path.parent.name}/result.md)"
         rows.append(
             f"| {name} | {r['train_examples']} / {r['steps']} | {r['test_examples']} | "
             f"{pct(e['precision'])} / {pct(e['recall'])} / {pct(e['f1'])} | {relation} | "
@@ -68,10 +67,8 @@ def table(results: Path = RESULTS) -> str:
         "\n".join(commands) + "\n\n" + ANCHORS
 
 
-def ablations(results: Path) -> str:
+def ablations(results: Path, links: str = "benchmarks/results") -> str:
     """The ablations' comparison under ``results`` as Markdown, with the command that produced it."""
-    from ablations import comparison, markdown
-
     rows = comparison(results)
     if not rows:
         return "No ablation results yet: run `python benchmarks/ablations.py`.\n"
@@ -80,33 +77,42 @@ def ablations(results: Path) -> str:
     return (f"{first['train_examples']} training sentences, {first['steps']} steps, {first['test_examples']} test "
             f"sentences, seed {first['seed']}:\n`{first['command']}`\n\n"
             f"{markdown(rows)}\nCommits: {commits}.\n\n![entity F1 and recall on unseen mentions per variant]"
-            f"(benchmarks/results/ablations/comparison.png)\n")
+            f"({links}/ablations/comparison.png)\n")
 
 
-def _replace(readme: str, start: str, end: str, body: str) -> str:
-    if start not in readme or end not in readme:
-        raise ValueError(f"README.md has no {start} ... {end} markers")
-    head, rest = readme.split(start, 1)
+def _replace(text: str, start: str, end: str, body: str, page: str) -> str:
+    if start not in text or end not in text:
+        raise ValueError(f"{page} has no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{start}\n{body}{end}{tail}"
 
 
-def render(readme: str, results: Path = RESULTS) -> str:
-    """``readme`` with the runs' table and the ablations' comparison rebuilt from ``results``."""
-    readme = _replace(readme, START, END, table(results))
-    return _replace(readme, ABLATIONS_START, ABLATIONS_END, ablations(results / "ablations"))
+def render(text: str, results: Path = RESULTS, page: str = "README.md") -> str:
+    """``text`` (the page ``page`` of :data:`PAGES`) with its blocks rebuilt from ``results``."""
+    links, blocks = PAGES[page]
+    if "results" in blocks:
+        text = _replace(text, START, END, table(results, links), page)
+    if "ablations" in blocks:
+        text = _replace(text, ABLATIONS_START, ABLATIONS_END, ablations(results / "ablations", links), page)
+    return text
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="only check that README.md is up to date")
+    parser.add_argument("--check", action="store_true", help="only check that the pages are up to date")
     args = parser.parse_args()
-    current = README.read_text()
-    wanted = render(current)
-    if args.check:
-        sys.exit(0 if current == wanted else "README.md's results table differs from benchmarks/results: "
+    stale = []
+    for page in PAGES:
+        current = (ROOT / page).read_text()
+        wanted = render(current, page=page)
+        if current != wanted:
+            stale.append(page)
+            if not args.check:
+                (ROOT / page).write_text(wanted)
+    if args.check and stale:
+        sys.exit(f"the results tables of {', '.join(stale)} differ from benchmarks/results: "
                  "run python benchmarks/results_table.py")
-    README.write_text(wanted)
 
 
 if __name__ == "__main__":

@@ -29,12 +29,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from results_table import rate
+from common import RESULTS, ROOT, rate
 
 from nerre.atomic import write_text
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def data_files(paths: Any, data_dir: Path) -> dict[str, str]:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from run import RESULTS, read_metrics, series
+from common import RESULTS
+from run import read_metrics, series
 
 from nerre.adapter import SHIPPED, export_adapter
 

@@ -42,7 +42,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nerre.atomic import write_text
-from nerre.models import DEFAULT_MODEL, CandidateBatch, answer_loss, cpu_has_native_bf16, load_model, resolve_model
+from nerre.losses import CandidateBatch, answer_loss
+from nerre.models import DEFAULT_MODEL, cpu_has_native_bf16, load_model, resolve_model
 
 LOSSES = ("answer", "answer-noshare", "full", "candidates")
 PRECISIONS = ("fp32", "bf16")

@@ -107,7 +107,8 @@ def pair_examples(
     Args:
         gold: the gold examples.
         pred: the predictions.
-        gold_source, pred_source: names of the two sides (file paths) for error messages.
+        gold_source: name of the gold side (its file path) for error messages.
+        pred_source: name of the predictions' side (its file path) for error messages.
 
     Raises:
         nerre.errors.DataError: (a ``ValueError``) naming ``pred_source`` when the two lists differ in

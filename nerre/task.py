@@ -12,8 +12,9 @@ import torch
 from lightning import LightningModule
 
 from nerre.adapter import AdapterSettings, save_adapter
+from nerre.losses import CandidateBatch, answer_loss
 from nerre.metrics import evaluate
-from nerre.models import DEFAULT_MODEL, CandidateBatch, answer_loss, load_model, resolve_model
+from nerre.models import DEFAULT_MODEL, load_model, resolve_model
 
 log = logging.getLogger(__name__)
 

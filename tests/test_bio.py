@@ -208,11 +208,23 @@ def test_repeated_mentions_are_numbered_in_triples():
     assert BioTags(SCHEMA).roundtrip(ex).same_annotations(ex)
 
 
-@pytest.mark.parametrize("garbage", ["", " ", "\n\n", "B-person", "Relations:", "John\nRelations:\n | | ",
-                                     "x I-\n- B-\n\x00 O", "Relations:\nRelations:"])
-def test_garbage_never_raises(garbage):
-    BioTags(SCHEMA).parse_answer(JOHN, garbage)
-    BioTags(SCHEMA).parse_answer("", garbage)
+MISSING, DRIFT, MALFORMED, TRUNCATED = "missing_relations", "token_drift", "malformed_tag", "truncated_relations"
+
+
+@pytest.mark.parametrize(("garbage", "on_john", "on_nothing"), [  # the defects counted for JOHN's text and for ""
+    ("", {DRIFT: 1, MISSING: 1}, {MISSING: 1}),
+    (" ", {DRIFT: 1, MISSING: 1}, {MISSING: 1}),
+    ("\n\n", {DRIFT: 1, MISSING: 1}, {MISSING: 1}),
+    ("B-person", {MALFORMED: 1, DRIFT: 1, MISSING: 1}, {MALFORMED: 1, DRIFT: 1, MISSING: 1}),
+    ("Relations:", {DRIFT: 1}, {}),  # for no text, an empty relation section is the whole valid answer
+    ("John\nRelations:\n | | ", {MALFORMED: 1, DRIFT: 1, TRUNCATED: 1}, {MALFORMED: 1, DRIFT: 1, TRUNCATED: 1}),
+    ("x I-\n- B-\n\x00 O", {MALFORMED: 2, DRIFT: 1, MISSING: 1}, {MALFORMED: 2, DRIFT: 1, MISSING: 1}),
+    ("Relations:\nRelations:", {DRIFT: 1, TRUNCATED: 1}, {TRUNCATED: 1}),
+])
+def test_garbage_never_raises_and_is_counted(garbage, on_john, on_nothing):
+    for source, defects in ((JOHN, on_john), ("", on_nothing)):
+        parsed = BioTags(SCHEMA).parse_answer(source, garbage)
+        assert parsed.defects == defects and parsed.entities == [] and parsed.relations == [], repr(source)
 
 
 # -- the corpus command and training data -------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -100,11 +101,35 @@ def _flat(example: Example) -> list[Entity]:
 
 
 def test_evaluate_scores_relations_strict_and_boundaries(data_dir, tmp_path, capsys):
+    """Every third sentence gets an argument of the wrong entity type (wrong when strict, right on boundaries),
+    every third a relation of the wrong type (wrong either way)."""
     gold = load_examples(data_dir / "conll04/conll04_test.json")
-    path = write_jsonl(gold, tmp_path / "pred.jsonl")
+    labels = sorted({r.label for ex in gold for r in ex.relations})
+    pred, wrong_type, wrong_label = [], 0, 0
+    for i, ex in enumerate(gold):
+        entities, relations = list(ex.entities), sorted(set(ex.relations))
+        if relations and i % 3 == 0:
+            head = relations[0].head
+            other = replace(head, label="Other" if head.label != "Other" else "Peop")
+            wrong_type += sum(head in (r.head, r.tail) for r in relations)
+            swap = {head: other}
+            entities = [swap.get(e, e) for e in entities]
+            relations = [replace(r, head=swap.get(r.head, r.head), tail=swap.get(r.tail, r.tail)) for r in relations]
+        elif relations and i % 3 == 1:
+            first = relations[0]
+            label = next(label for label in labels if replace(first, label=label) not in relations)
+            relations = [replace(first, label=label), *relations[1:]]
+            wrong_label += 1
+        pred.append(Example(ex.text, entities, relations, ex.tokens, ex.id))
+    path = write_jsonl(pred, tmp_path / "pred.jsonl")
     scores = cli_json(["evaluate", "--gold", str(data_dir / "conll04/conll04_test.json"), "--pred", str(path)], capsys)
-    assert scores["entities"]["f1"] == 1.0
-    assert scores["relations"]["strict"]["f1"] == 1.0 and scores["relations"]["strict"]["gold"] == 422
+    assert wrong_type > wrong_label > 50
+    total = 422  # distinct gold relations of the CoNLL04 test set, as many predicted
+    for kind, right in [("strict", total - wrong_type - wrong_label), ("boundaries", total - wrong_label)]:
+        got = scores["relations"][kind]
+        assert (got["gold"], got["predicted"], got["correct"]) == (total, total, right), kind
+        assert got["precision"] == pytest.approx(right / total) and got["recall"] == pytest.approx(right / total)
+        assert got["f1"] == pytest.approx(right / total), kind
 
 
 def test_bad_input_gives_a_clear_error_and_exit_code(tmp_path, capsys):

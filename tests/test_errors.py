@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -332,12 +333,28 @@ def test_output_naming_a_folder_fails_before_the_model_loads(tiny_adapter, tmp_p
         f"--output {tmp_path} is a folder; name the file to write, e.g. {tmp_path / 'predictions'}.jsonl")
 
 
-def test_adapter_files_have_ordinary_permissions(tiny_adapter):
-    from nerre.atomic import ordinary_mode
+def new_file_mode(folder: Path) -> int:
+    """The permissions ``open`` gives a new file under the current umask, asked of the operating system."""
+    probe = folder / "probe"
+    probe.write_text("")
+    mode = probe.stat().st_mode & 0o777
+    probe.unlink()
+    return mode
+
+
+def test_adapter_files_have_ordinary_permissions(tiny_adapter, tmp_path):
+    from nerre.adapter import export_adapter
 
     assert {p.name: p.stat().st_mode & 0o777 for p in tiny_adapter.iterdir()} == {
-        p.name: ordinary_mode() for p in tiny_adapter.iterdir()}
+        p.name: new_file_mode(tmp_path) for p in tiny_adapter.iterdir()}
     assert not [p for p in tiny_adapter.parent.iterdir() if p.name.startswith(".adapter")]  # no scratch left
+    umask = os.umask(0o027)  # under another umask, the files follow it
+    try:
+        exported = export_adapter(tiny_adapter, tmp_path / "exported", "# card\n")
+    finally:
+        os.umask(umask)
+    assert {p.name: p.stat().st_mode & 0o777 for p in exported.iterdir()} == {
+        p.name: 0o640 for p in exported.iterdir()}
 
 
 # -- files: byte-order marks, encodings, schemes ---------------------------------------------------------------------
@@ -458,8 +475,21 @@ def test_result_files_record_data_paths_relative_to_the_data_folder(tmp_path):
 
 
 def test_write_jsonl_is_atomic(tmp_path):
+    """A write interrupted after some lines leaves the previous file whole (or no file), and no scratch file."""
     from nerre.example import Example
 
     path = write_jsonl([Example("a b")], tmp_path / "out.jsonl")
+    before = path.read_bytes()
     assert read_jsonl(path)[0].text == "a b"
+
+    def interrupted():
+        yield Example("c d")
+        yield Example("e f")
+        raise KeyboardInterrupt  # Ctrl-C while the lines are being written
+
+    with pytest.raises(KeyboardInterrupt):
+        write_jsonl(interrupted(), path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+    with pytest.raises(KeyboardInterrupt):
+        write_jsonl(interrupted(), tmp_path / "new.jsonl")
     assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]

@@ -5,6 +5,7 @@ input, and read -> write -> read round trips, relations included."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -279,7 +280,12 @@ def test_every_format_round_trips(tmp_path):
 def test_missing_empty_and_non_utf8_files(reader, tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         reader(tmp_path / "missing.json")
-    if reader is read_docbin:
+    if reader is read_docbin:  # a binary format: an empty or a text file is no DocBin, and says so
+        for name, data in [("empty.spacy", b""), ("blank.spacy", b"\n \n"),
+                           ("latin1.spacy", '{"text": "café"}\n'.encode("latin-1"))]:
+            (tmp_path / name).write_bytes(data)
+            with pytest.raises(DataError, match=rf"^{re.escape(str(tmp_path / name))}: not a spaCy DocBin file \("):
+                reader(tmp_path / name)
         return
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n")

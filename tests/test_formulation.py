@@ -170,10 +170,22 @@ def test_missing_relation_section_is_counted():
     assert d.defects["missing_relations"] == 1 and len(d.entities) == 3
 
 
-@pytest.mark.parametrize("garbage", ["", "<", "</person>", "<person>", "\nRelations:\n | | ", "<<>>", "\x00\n\n|"])
-def test_garbage_never_raises(garbage):
-    for formulation in (TaggedText(SCHEMA), JsonRecords(SCHEMA)):
-        formulation.parse_answer(JOHN.text, garbage)
+NOT_JSON = {"invalid_json": 1, "missing_relations": 1}
+
+
+@pytest.mark.parametrize(("garbage", "tagged"), [  # the defects the inline-tag parser counts (JSON: NOT_JSON)
+    ("", {"text_drift": 1, "missing_relations": 1}),
+    ("<", {"text_drift": 1, "missing_relations": 1}),
+    ("</person>", {"text_drift": 1, "unopened_tag": 1, "missing_relations": 1}),
+    ("<person>", {"text_drift": 1, "unclosed_tag": 1, "missing_relations": 1}),
+    ("\nRelations:\n | | ", {"text_drift": 1, "truncated_relations": 1}),
+    ("<<>>", {"text_drift": 1, "missing_relations": 1}),
+    ("\x00\n\n|", {"text_drift": 1, "missing_relations": 1}),
+])
+def test_garbage_never_raises_and_is_counted(garbage, tagged):
+    for formulation, defects in ((TaggedText(SCHEMA), tagged), (JsonRecords(SCHEMA), NOT_JSON)):
+        parsed = formulation.parse_answer(JOHN.text, garbage)
+        assert parsed.defects == defects and parsed.entities == [] and parsed.relations == [], formulation
 
 
 # -- JSON records ---------------------------------------------------------------------------------

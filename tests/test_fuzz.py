@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_DATA
 
-from nerre.errors import NerreError
+from nerre.errors import DataError, NerreError
 from nerre.example import Example
 from nerre.loaders import FORMATS, load_examples, write_examples
 from nerre.loaders.jsonl import read_predictions
@@ -142,8 +142,10 @@ def test_a_damaged_saved_dataset_raises_a_data_error(tmp_path):
         else:
             victim.write_bytes(bytes(rng.randrange(256) for _ in range(64)))
         try:
-            load_examples(broken, "hf")
-        except NerreError as err:
-            assert str(err).startswith(str(broken))
+            examples = load_examples(broken, "hf")
+        except DataError as err:
+            assert str(err).startswith(f"{broken}: cannot read this folder as a dataset saved with save_to_disk")
         except Exception as err:
             raise AssertionError(f"{type(err).__name__} escaped for {victim.name} (damage {kind}): {err}") from err
+        else:  # a quiet read of damaged data is the failure this test is for
+            raise AssertionError(f"damaged {victim.name} (damage {kind}) was read without an error: {examples}")

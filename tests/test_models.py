@@ -24,17 +24,15 @@ from transformers import LlamaForCausalLM
 
 from nerre import models
 from nerre.errors import ConfigError
+from nerre.losses import CandidateBatch, answer_loss, shared_prefix
 from nerre.models import (
     DEFAULT_MODEL,
     OFFLINE_MODELS,
-    CandidateBatch,
-    answer_loss,
     convert_gguf,
     format_prompt,
     load_model,
     load_tokenizer,
     resolve_model,
-    shared_prefix,
 )
 
 ODD_TEXTS = [
@@ -185,8 +183,11 @@ def test_answer_loss_without_answer_tokens_is_zero_and_backpropagates(tokenizer)
     batch = make_batch(tokenizer, PAIRS)
     batch["labels"][:] = -100
     loss = answer_loss(model, **batch)
-    loss.backward()
-    assert loss.item() == 0.0
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()  # every trainable weight gets a zero gradient (DDP's all-reduce needs one from every rank)
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and {name: p.grad is not None and not p.grad.any() for name, p in trainable.items()} == {
+        name: True for name in trainable}
 
 
 def test_answer_loss_rejects_non_causal_lm(tokenizer):

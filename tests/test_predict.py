@@ -161,7 +161,24 @@ def _other_model(folder: Path) -> None:
 
 
 def test_gold_predictions_read_back(tmp_path):
-    assert len(read_jsonl(GOLD)) == 4
+    """Gold examples written as ``nerre predict`` writes predictions (with ``defects``) read back as the same
+    examples and score 1.0 against the gold; a record without an ``id`` is read without one."""
+    from collections import Counter
+
+    from nerre.loaders.jsonl import read_predictions
+    from nerre.metrics import evaluate
+    from nerre.predict import Prediction
+
+    gold = read_jsonl(GOLD)
+    assert len(gold) == 4 and sum(len(ex.relations) for ex in gold) >= 2
+    records = [Prediction(ex, Counter({"text_drift": i})).to_dict() for i, ex in enumerate(gold)]
+    del records[3]["id"]
+    (tmp_path / "pred.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    back = read_predictions(tmp_path / "pred.jsonl")
+    assert [(ex.id, ex.text, ex.entities, ex.relations) for ex in back] == [
+        (ex.id if i < 3 else None, ex.text, ex.entities, ex.relations) for i, ex in enumerate(gold)]
+    scores = evaluate(gold, back)
+    assert scores["entities"]["f1"] == scores["relations"]["strict"]["f1"] == 1.0
 
 
 def test_predict_reads_and_writes_annotation_tool_formats(tiny_adapter, tmp_path, capsys):

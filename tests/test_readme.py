@@ -1,8 +1,11 @@
-"""The README's results table is the committed result files, rendered."""
+"""The results tables of the README and the docs pages are the committed result files, rendered; the README
+keeps the commands CI runs and the figures it quotes match the result files."""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -13,13 +16,15 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import results_table  # noqa: E402
 
-README_TEMPLATE = (f"x\n{results_table.START}\nold\n{results_table.END}\ny\n"
-                   f"{results_table.ABLATIONS_START}\nold\n{results_table.ABLATIONS_END}\nz\n")
+README_TEMPLATE = f"x\n{results_table.START}\nold\n{results_table.END}\ny\n"
+ABLATIONS_PAGE = "docs/open-questions.md"
+ABLATIONS_TEMPLATE = f"x\n{results_table.ABLATIONS_START}\nold\n{results_table.ABLATIONS_END}\nz\n"
 
 
-def test_readme_results_table_matches_the_result_files():
-    readme = (ROOT / "README.md").read_text()
-    assert results_table.render(readme) == readme, "run: python benchmarks/results_table.py"
+@pytest.mark.parametrize("page", results_table.PAGES)
+def test_each_pages_results_tables_match_the_result_files(page):
+    text = (ROOT / page).read_text()
+    assert results_table.render(text, page=page) == text, "run: python benchmarks/results_table.py"
 
 
 def test_results_table_changes_with_the_files(tmp_path):
@@ -29,8 +34,11 @@ def test_results_table_changes_with_the_files(tmp_path):
     result["entities"]["f1"] = 0.12345
     (tmp_path / "run-a" / "result.json").write_text(json.dumps(result))
     rendered = results_table.render(README_TEMPLATE, tmp_path)
-    assert "/ 12.35 |" in rendered and "old" not in rendered and rendered.endswith(f"{results_table.ABLATIONS_END}\nz\n")
-    assert "No ablation results yet" in rendered
+    assert "/ 12.35 |" in rendered and "old" not in rendered and rendered.endswith(f"{results_table.END}\ny\n")
+    assert "](benchmarks/results/run-a/result.md)" in rendered
+    in_docs = results_table.render(README_TEMPLATE, tmp_path, page="docs/benchmarks.md")
+    assert "](results/run-a/result.md)" in in_docs  # docs/results links to benchmarks/results
+    assert "No ablation results yet" in results_table.render(ABLATIONS_TEMPLATE, tmp_path, page=ABLATIONS_PAGE)
 
 
 def test_ablations_table_has_a_row_per_variant_and_for_unconstrained_decoding(tmp_path):
@@ -42,14 +50,14 @@ def test_ablations_table_has_a_row_per_variant_and_for_unconstrained_decoding(tm
             variant["unconstrained"] = {**{k: result[k] for k in ("entities", "relations", "recall_seen_unseen")},
                                         "defects": {"hallucinated_entity": 4}, "predict_sentences_per_s": 0.3}
         (tmp_path / "ablations" / name / "result.json").write_text(json.dumps(variant))
-    rendered = results_table.render(README_TEMPLATE, tmp_path)
+    rendered = results_table.render(ABLATIONS_TEMPLATE, tmp_path, page=ABLATIONS_PAGE)
     rows = [line for line in rendered.splitlines() if line.startswith("| ") and "`" in line]
     assert [row.split(" | ")[0] for row in rows] == ["| baseline", "| baseline, unconstrained", "| json"]
     assert "/ 80.00 |" in rows[0] and "`--data.formulation json`" in rows[2]
     assert rows[0].split(" | ")[1] == result["model"]
     assert rows[1].split(" | ")[-4:-2] == ["4", "4"]  # defects, of which hallucinated or misplaced
     assert rows[2].split(" | ")[-4:-2] == ["5", "3"]
-    assert result["command"] in rendered and "comparison.png" in rendered
+    assert result["command"] in rendered and "](results/ablations/comparison.png)" in rendered
 
 
 def test_readme_without_markers_is_named_in_the_error():
@@ -57,10 +65,10 @@ def test_readme_without_markers_is_named_in_the_error():
         results_table.render("# a README without a results section\n")
 
 
-def test_readme_without_ablation_markers_is_named_in_the_error():
-    readme = f"x\n{results_table.START}\nold\n{results_table.END}\ny\n"
-    with pytest.raises(ValueError, match="README.md has no <!-- ablations:start --> ... <!-- ablations:end --> markers"):
-        results_table.render(readme)
+def test_a_page_without_ablation_markers_is_named_in_the_error():
+    with pytest.raises(ValueError, match="docs/open-questions.md has no <!-- ablations:start --> ... "
+                                         "<!-- ablations:end --> markers"):
+        results_table.render(README_TEMPLATE, page=ABLATIONS_PAGE)
 
 
 def test_a_run_without_a_logged_training_speed_shows_n_a_not_zero(tmp_path):
@@ -145,3 +153,53 @@ def test_ablations_run_only_the_variants_asked_for_with_their_budget(tmp_path, m
                     "--trainer.max_steps",
                     "265", "--trainer.max_epochs", "-1", "--model.init_args.model", "smollm2-135m",
                     "--trainer.val_check_interval", "60"]
+
+
+def test_the_readme_is_a_front_page_with_the_commands_ci_runs():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    ci = (ROOT / ".ci" / "run").read_text()
+    installs = [re.sub(r"\s+#.*", "", line.strip()).replace("python -m ", "").replace("--quiet ", "")
+                for line in ci.splitlines() if "pip install" in line and "--upgrade pip" not in line]
+    assert installs == ["pip install torch==2.13.0", 'pip install -e ".[dev]"']
+    for command in installs:
+        assert f"\n{command}\n" in readme, f"README.md lost CI's install command {command!r}"
+    (test,) = [line.strip() for line in ci.splitlines() if "pytest" in line]
+    (shown,) = re.findall(r"^python -m pytest .*$", readme, flags=re.M)
+    assert test.startswith(shown), f"CI runs {test!r}, the README says {shown!r}"
+
+
+def card_run(adapter: str) -> dict:
+    """The result of the benchmark run a shipped adapter's card names (its ``--name``)."""
+    card = (ROOT / "nerre" / "adapters" / adapter / "README.md").read_text()
+    (name,) = re.findall(r"command: `python benchmarks/run\.py .*--name (\S+)", card)
+    return json.loads((results_table.RESULTS / name / "result.json").read_text())
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/prediction.md"])
+def test_the_shipped_adapters_scores_quoted_are_their_runs_scores(page):
+    text = (ROOT / page).read_text()
+    conll2003, conll04 = card_run("conll2003"), card_run("conll04")
+    pct = results_table.pct
+    e = conll2003["entities"]
+    assert (f"entity F1 {pct(e['f1'])} on the CoNLL-2003 test set (P {pct(e['precision'])}, R {pct(e['recall'])}), "
+            f"{conll2003['fit_seconds'] / 60:.0f} min of training") in text
+    assert (f"strict relation F1 {pct(conll04['relations']['strict']['f1'])} and entity F1 "
+            f"{pct(conll04['entities']['f1'])} on the CoNLL04 test set, {conll04['fit_seconds'] / 60:.0f} min of "
+            "training") in text
+
+
+def test_the_benchmark_scripts_import_each_other_without_a_circle():
+    scripts = {p.stem: p for p in (ROOT / "benchmarks").glob("*.py")}
+    imports = {}
+    for name, path in scripts.items():
+        tree = ast.parse(path.read_text())
+        found = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        found |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imports[name] = found & scripts.keys()
+
+    def reaches(start: str, goal: str, seen: frozenset = frozenset()) -> bool:
+        return any(m == goal or (m not in seen and reaches(m, goal, seen | {m})) for m in imports[start])
+
+    assert not [name for name in scripts if reaches(name, name)]
+    assert {"run", "ablations", "results_table"} <= {name for name, found in imports.items() if "common" in found}

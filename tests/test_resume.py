@@ -39,7 +39,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_model_dir, tmp_path, c
     assert f"Resume with the same command and --ckpt_path {checkpoints / 'interrupted.ckpt'}" in caplog.text
     interrupted = adapter_weights(tmp_path / "cut")  # no validation yet: the weights it had are kept
     assert not same(interrupted, whole)
-    assert (checkpoints / "interrupted.ckpt").stat().st_mode & 0o777 == 0o644
+    probe = tmp_path / "probe"  # what open() gives a new file under this umask
+    probe.write_text("")
+    assert (checkpoints / "interrupted.ckpt").stat().st_mode & 0o777 == probe.stat().st_mode & 0o777
 
     run(fit_args(tiny_model_dir, tmp_path / "resumed", *TRAIN, "--ckpt_path", str(checkpoints / "interrupted.ckpt")))
     assert same(adapter_weights(tmp_path / "resumed"), whole)

@@ -31,9 +31,9 @@ from transformers import PreTrainedTokenizerBase
 
 from nerre.decoding.options import DecodeOptions, DecodeStats, Progress, answer_budget, capped_budget
 from nerre.decoding.passes import Cache, ModelPasses
-from nerre.decoding.vocabulary import token_table
 from nerre.formulation import Formulation, Grammar, Source, source_text
 from nerre.prompt import PromptBuilder, prompt_ids
+from nerre.vocabulary import token_table
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from nerre.example import Entity, Example, Relation
 from nerre.schema import Schema
 
 if TYPE_CHECKING:
-    from nerre.decoding.vocabulary import TokenTable
     from nerre.formulation.grammar import Grammar
+    from nerre.vocabulary import TokenTable
 
 #: Every defect a parser can count, with what it means. Parsers never raise on model output.
 DEFECTS = {

@@ -47,8 +47,8 @@ from nerre.formulation.relations import RELATIONS_HEADER, read_relation_section,
 from nerre.loaders.tags import TagError, iob2_tags, parse_tag
 
 if TYPE_CHECKING:
-    from nerre.decoding.vocabulary import TokenTable
     from nerre.formulation.bio_grammar import BioGrammar
+    from nerre.vocabulary import TokenTable
 
 #: What :meth:`BioTags.representable` leaves out of an example, with what it means.
 LOSSES = {

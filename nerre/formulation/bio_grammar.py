@@ -23,8 +23,8 @@ from nerre.example import Entity, Example
 from nerre.formulation.relation_grammar import InHeader, InRelations, RelationSectionGrammar, TaggedSpan, common_prefix
 
 if TYPE_CHECKING:
-    from nerre.decoding.vocabulary import TokenTable
     from nerre.formulation.bio import BioTags
+    from nerre.vocabulary import TokenTable
 
 Open = tuple[int, int] | None
 """The entity the tags so far leave open: (label index, its start byte in the source), or None."""

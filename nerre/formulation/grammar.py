@@ -27,7 +27,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from nerre.decoding.vocabulary import TokenTable
+    from nerre.vocabulary import TokenTable
 
 State = Hashable
 """A grammar state: an immutable, hashable value (the tagged grammar's: a tuple of named configurations)."""

@@ -21,8 +21,8 @@ from nerre.formulation.grammar import Grammar
 from nerre.formulation.relations import RELATIONS_HEADER, parse_relations, references
 
 if TYPE_CHECKING:
-    from nerre.decoding.vocabulary import TokenTable
     from nerre.formulation.base import Formulation
+    from nerre.vocabulary import TokenTable
 
 
 class TaggedSpan(NamedTuple):

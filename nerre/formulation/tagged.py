@@ -37,8 +37,8 @@ from nerre.formulation.relations import RELATIONS_HEADER, read_relation_section,
 from nerre.schema import Schema
 
 if TYPE_CHECKING:
-    from nerre.decoding.vocabulary import TokenTable
     from nerre.formulation.tagged_grammar import TagGrammar
+    from nerre.vocabulary import TokenTable
 
 _TAG = re.compile(r"<(/?)([^<>\n]{1,64})>")
 _LABEL_LIKE = re.compile(r"[A-Za-z][\w\- .]{0,40}")

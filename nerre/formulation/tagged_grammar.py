@@ -32,7 +32,7 @@ from nerre.formulation.relation_grammar import InHeader, InRelations, RelationSe
 from nerre.formulation.tagged import TaggedText
 
 if TYPE_CHECKING:
-    from nerre.decoding.vocabulary import TokenTable
+    from nerre.vocabulary import TokenTable
 
 _LT = ord("<")
 _new = tuple.__new__  # builds a named tuple as Copying(...) does, without its Python-level __new__ (a hot path)

@@ -44,10 +44,12 @@ def read_jsonl(
         text_field: record field holding the text (default ``text``, else ``full_text`` as Presidio writes it).
         spans_field: record field holding the list of spans (required in every record; ``[]`` for none; default
             ``entities``, else ``spans``).
-        label_key, value_key, start_key, end_key: keys inside a span. Any left as None is taken from the preset
+        label_key: key of a span's label.
+        value_key: key of a span's text, optional in a span; when present it must equal ``text[start:end]``.
+        start_key: key of a span's start offset.
+        end_key: key of a span's end offset. Any of the four keys left as None is taken from the preset
             (``label/text/start/end`` or ``entity_type/entity_value/start_position/end_position``) that the first
-            span of the file matches. The value is optional in a span; when present it must equal
-            ``text[start:end]``.
+            span of the file matches.
         relations_field: record field holding relations ``{head, tail, label}`` (``type`` is accepted for the
             label); optional in a record.
 
