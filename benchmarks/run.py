@@ -8,6 +8,8 @@ It writes ``benchmarks/results/<name>/``:
   seen and unseen mentions, defects, training tokens/s, prediction sentences/s, peak memory, wall times,
   model, adapter settings, seed, data files (relative to the data folder) with their SHA-256, git commit, and the exact command;
 - ``result.md``: the same as a Markdown table;
+- ``breakdown.json`` and ``breakdown.md`` (runs with relations): the error breakdown of the test predictions
+  (:mod:`nerre.breakdown`; ``benchmarks/breakdown.py`` regenerates it for an existing folder);
 - ``learning_curve.png`` (training loss and dev F1 against steps) and ``per_type_f1.png``;
 - ``predictions.jsonl`` and the run folder (``run/``: config.yaml, metrics.csv, checkpoints, adapter).
 
@@ -29,6 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from breakdown import run_breakdown
 from results_table import rate
 
 from nerre.atomic import write_text
@@ -134,7 +137,7 @@ def run_benchmark(config: Path, name: str, max_steps: int | None = None, max_tim
         "steps": trainer.global_step,
         "train_examples": len(data.examples["train"]),
         "test_examples": len(test),
-        "data": data_files(data.paths.values(), data.data_dir),
+        "data": data_files([path for files in data.files.values() for path in files], data.data_dir),
         "git_commit": commit,
         "entities": scores["entities"],
         "relations": scores["relations"],
@@ -161,6 +164,10 @@ def run_benchmark(config: Path, name: str, max_steps: int | None = None, max_tim
         }
     write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
     write_text(out / "result.md", markdown(result))
+    if data.schema.relations:  # why relations are missed: breakdown.json and .md (benchmarks/breakdown.py)
+        train_files = " + ".join(data_files(data.files.get("train", []), data.data_dir)) or "nothing"
+        run_breakdown(data.schema, data.examples.get("train", []), test, main["predictions"], out,
+                      f"Error breakdown: {name}", f"of the run (declared in {config}, else inferred from {train_files})")
     plot(result, rows, out)
     return result
 
