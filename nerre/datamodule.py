@@ -400,7 +400,7 @@ class ExtractionData(LightningDataModule):
                           num_workers=self.num_workers, generator=self._generator())
 
     def val_dataloader(self) -> DataLoader | list:
-        if "val" not in self.paths and self.trainer is not None and self.trainer.training:
+        if "val" not in self.paths and self.trainer is not None and self.trainer.state.fn == "fit":
             return []  # fitting without dev data: no validation, no dev selection (the last step's adapter is saved)
         return self._generation_loader("val")
 
