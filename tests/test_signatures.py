@@ -161,3 +161,21 @@ def test_a_types_file_carries_signatures_and_old_ones_stay_valid(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(old))
     with pytest.raises(DataError, match="'head' must be a list"):
         Schema.from_types_file(tmp_path / "bad.json")
+
+
+def test_prediction_decodes_with_the_saved_or_given_signatures_or_none(tiny_adapter, tmp_path):
+    from nerre.predict import Extractor
+
+    saved = Extractor.load(tiny_adapter, batch_size=1)
+    assert saved.formulation.schema.signatures == {"Work_For": (("PER",), ("ORG",)), "Live_In": (("PER",), ("LOC",))}
+    assert saved.decoder.options.signatures
+    assert not Extractor.load(tiny_adapter, signatures=False).decoder.options.signatures
+    types = {"entities": {"PER": {}, "ORG": {}, "LOC": {}},
+             "relations": {"Work_For": {"head": ["ORG"], "tail": ["PER"]}, "Live_In": {}}}
+    (tmp_path / "types.json").write_text(json.dumps(types))
+    given = Extractor.load(tiny_adapter, batch_size=1, signatures_from=tmp_path / "types.json")
+    assert given.formulation.schema.signatures == {"Work_For": (("ORG",), ("PER",))}  # replaces the saved ones
+    relations = given("John Smith works for Acme .").example.relations
+    assert all((r.head.label, r.tail.label) == ("ORG", "PER") for r in relations if r.label == "Work_For")
+    assert [(r.head.label, r.tail.label) for r in saved("John Smith works for Acme .").example.relations] == [
+        ("PER", "ORG")]
