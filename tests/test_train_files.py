@@ -67,3 +67,24 @@ def test_without_dev_data_the_last_steps_adapter_is_saved(tiny_model_dir, tmp_pa
     (adapter,) = tmp_path.glob("runs/**/adapter")
     assert (adapter / "adapter_model.safetensors").is_file()
     assert json.loads((adapter / "nerre.json").read_text())["schema"]["relations"][0]["head"] == ["PER"]
+
+
+def test_the_last_epochs_weights_are_averaged(tiny_model_dir, tmp_path):
+    """Two epochs of two steps (train+dev: 8 examples, batches of 4): the averaged adapter is the mean of the
+    weights at the two epoch ends, steps 2 and 4."""
+    import torch
+    from safetensors.torch import load_file
+
+    run(fit_args(tiny_model_dir, tmp_path, "--data.train_dev", "true", "--trainer.max_steps", "4",
+                 "--adapter.average_last", "2", "--step_checkpoint.every_n_train_steps", "1",
+                 "--step_checkpoint.save_top_k", "-1"))
+    (adapter,) = tmp_path.glob("runs/**/adapter")
+    last = load_file(adapter / "adapter_model.safetensors")
+    averaged = load_file(adapter.parent / "adapter_averaged" / "adapter_model.safetensors")
+    (step2,) = tmp_path.glob("runs/**/checkpoints/latest-step=2.ckpt")
+    earlier = {key.removeprefix("model.").replace(".default", ""): value
+               for key, value in torch.load(step2, weights_only=False)["state_dict"].items()}
+    assert last.keys() == averaged.keys() and set(last) <= set(earlier)
+    assert any(not torch.equal(last[k], averaged[k]) for k in last)
+    for key in last:
+        torch.testing.assert_close(averaged[key], (last[key] + earlier[key]) / 2)
