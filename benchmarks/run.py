@@ -74,12 +74,14 @@ def series(rows: list[dict[str, str]], key: str) -> list[tuple[int, float]]:
     return [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
 
 
-def predict_split(adapter: Path, examples: list, constrained: bool | None, batch_size: int, output: Path) -> dict:
-    """Predict ``examples`` with the saved adapter; time it and write the prediction JSONL."""
+def predict_split(adapter: Path | str, examples: list, constrained: bool | None, batch_size: int, output: Path,
+                  **extractor_options: Any) -> dict:
+    """Predict ``examples`` with the saved adapter; time it and write the prediction JSONL.
+    ``extractor_options``: more :class:`nerre.predict.Extractor` settings (``signatures``, ``signatures_from``)."""
     from nerre.loaders import write_jsonl
     from nerre.predict import Extractor
 
-    extractor = Extractor.load(adapter, constrained=constrained, batch_size=batch_size)
+    extractor = Extractor.load(adapter, constrained=constrained, batch_size=batch_size, **extractor_options)
     started = time.perf_counter()
     predictions = list(extractor.predict(examples, progress=True))
     seconds = time.perf_counter() - started
