@@ -171,6 +171,7 @@ class ExtractionData(LightningDataModule):
                            "the types file, else seen in the training data):\n  "
                            + "\n  ".join(schema.describe_signatures()))
         self.schema = schema
+        self._report_unfit_relations()
         self.formulation: Formulation = get_formulation(formulation, schema)
         if loss_on is None:
             loss_on = "candidates" if self.formulation.constrainable else "answer"
@@ -215,6 +216,18 @@ class ExtractionData(LightningDataModule):
                     self.formulation.encode(example)
                 except ValueError as err:
                     raise DataError(path, str(err)) from None
+
+    def _report_unfit_relations(self) -> None:
+        """Warn about dev and test relations whose arguments break the signatures: they cannot be predicted."""
+        for split in ("val", "test"):
+            unfit = Counter(r.label for ex in self.examples.get(split, []) for r in ex.relations
+                            if not self.schema.fits(r.label, r.head.label, r.tail.label))
+            if unfit:
+                total = sum(len(ex.relations) for ex in self.examples[split])
+                log.warning("%s: %d of %d gold relations break the relation signatures (%s), so constrained decoding "
+                            "cannot predict them; declare wider head/tail in data.schema, or set "
+                            "data.infer_signatures false", self.paths[split], sum(unfit.values()), total,
+                            ", ".join(f"{label}: {n}" for label, n in sorted(unfit.items())))
 
     def _report_losses(self, split: str, examples: list[Example]) -> None:
         """Warn about the annotations of ``split`` that the formulation's answers cannot hold."""

@@ -179,3 +179,11 @@ def test_prediction_decodes_with_the_saved_or_given_signatures_or_none(tiny_adap
     assert all((r.head.label, r.tail.label) == ("ORG", "PER") for r in relations if r.label == "Work_For")
     assert [(r.head.label, r.tail.label) for r in saved("John Smith works for Acme .").example.relations] == [
         ("PER", "ORG")]
+
+
+def test_dev_relations_that_break_the_inferred_signatures_are_reported(data_settings, tmp_path, caplog):
+    rows = [json.loads(line) for line in (TINY_DATA / "tiny.jsonl").read_text().splitlines()]
+    rows[2]["relations"][0] |= {"head": 0, "tail": 1}  # Acme works for Bob Lee: ORG -> PER
+    (tmp_path / "dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    build(data_settings, val=str(tmp_path / "dev.jsonl"))
+    assert "dev.jsonl: 1 of 4 gold relations break the relation signatures (Work_For: 1)" in caplog.text
