@@ -8,6 +8,8 @@ It writes ``benchmarks/results/<name>/``:
   seen and unseen mentions, defects, training tokens/s, prediction sentences/s, peak memory, wall times,
   model, adapter settings, seed, data files (relative to the data folder) with their SHA-256, git commit, and the exact command;
 - ``result.md``: the same as a Markdown table;
+- ``breakdown.json`` and ``breakdown.md`` (runs with relations): the error breakdown of the test predictions
+  (:mod:`nerre.breakdown`; ``benchmarks/breakdown.py`` regenerates it for an existing folder);
 - ``learning_curve.png`` (training loss and dev F1 against steps) and ``per_type_f1.png``;
 - ``predictions.jsonl`` and the run folder (``run/``: config.yaml, metrics.csv, checkpoints, adapter).
 
@@ -29,6 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from breakdown import run_breakdown
 from common import RESULTS, ROOT, rate
 
 from nerre.atomic import write_text
@@ -68,12 +71,14 @@ def series(rows: list[dict[str, str]], key: str) -> list[tuple[int, float]]:
     return [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
 
 
-def predict_split(adapter: Path, examples: list, constrained: bool | None, batch_size: int, output: Path) -> dict:
-    """Predict ``examples`` with the saved adapter; time it and write the prediction JSONL."""
+def predict_split(adapter: Path | str, examples: list, constrained: bool | None, batch_size: int, output: Path,
+                  **extractor_options: Any) -> dict:
+    """Predict ``examples`` with the saved adapter; time it and write the prediction JSONL.
+    ``extractor_options``: more :class:`nerre.predict.Extractor` settings (``signatures``, ``signatures_from``)."""
     from nerre.loaders import write_jsonl
     from nerre.predict import Extractor
 
-    extractor = Extractor.load(adapter, constrained=constrained, batch_size=batch_size)
+    extractor = Extractor.load(adapter, constrained=constrained, batch_size=batch_size, **extractor_options)
     started = time.perf_counter()
     predictions = list(extractor.predict(examples, progress=True))
     seconds = time.perf_counter() - started
@@ -131,7 +136,7 @@ def run_benchmark(config: Path, name: str, max_steps: int | None = None, max_tim
         "steps": trainer.global_step,
         "train_examples": len(data.examples["train"]),
         "test_examples": len(test),
-        "data": data_files(data.paths.values(), data.data_dir),
+        "data": data_files([path for files in data.files.values() for path in files], data.data_dir),
         "git_commit": commit,
         "entities": scores["entities"],
         "relations": scores["relations"],
@@ -158,6 +163,10 @@ def run_benchmark(config: Path, name: str, max_steps: int | None = None, max_tim
         }
     write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
     write_text(out / "result.md", markdown(result))
+    if data.schema.relations:  # why relations are missed: breakdown.json and .md (benchmarks/breakdown.py)
+        train_files = " + ".join(data_files(data.files.get("train", []), data.data_dir)) or "nothing"
+        run_breakdown(data.schema, data.examples.get("train", []), test, main["predictions"], out,
+                      f"Error breakdown: {name}", f"of the run (declared in {config}, else inferred from {train_files})")
     plot(result, rows, out)
     return result
 

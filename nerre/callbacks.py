@@ -29,16 +29,24 @@ class SaveBestAdapter(Callback):
     even when the validation interval does not fall on it (Lightning validates on a stop request,
     not on reaching ``max_steps`` mid-epoch).
 
+    With ``average_last`` N > 0 it also keeps the trained weights at the end of each training epoch (and at
+    the last step) and, when fitting ends, saves the average of the last N of them as ``{dirname}_averaged``
+    beside the adapter (checkpoint averaging; a resumed run averages the epochs since it resumed).
+
     Args:
         monitor: the logged metric to watch.
         mode: ``max`` or ``min``.
         dirname: folder name inside the run folder.
+        average_last: also save the average of the weights at the last N epoch ends (0: no averaging).
     """
 
-    def __init__(self, monitor: str = "val/f1", mode: str = "max", dirname: str = "adapter"):
-        self.monitor, self.mode, self.dirname = monitor, mode, dirname
+    def __init__(self, monitor: str = "val/f1", mode: str = "max", dirname: str = "adapter", average_last: int = 0):
+        if average_last < 0:
+            raise ValueError(f"adapter.average_last must be 0 (off) or a number of epochs, not {average_last}")
+        self.monitor, self.mode, self.dirname, self.average_last = monitor, mode, dirname, average_last
         self.best: float | None = None
         self.saved = False
+        self.snapshots: list[tuple[int, dict[str, torch.Tensor]]] = []  # (step, trained weights on the CPU)
 
     def path(self, trainer: Trainer) -> Path:
         return run_dir(trainer) / self.dirname
@@ -59,9 +67,38 @@ class SaveBestAdapter(Callback):
         if 0 < trainer.max_steps <= trainer.global_step and not trainer.should_stop:
             trainer.should_stop = True  # ends training as max_steps would, and validates this step first
 
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.average_last:
+            self._snapshot(trainer, pl_module)
+
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not self.saved:
             self._save(trainer, pl_module, f"end of training, step {trainer.global_step} (no {self.monitor} logged)")
+        if self.average_last:
+            self._snapshot(trainer, pl_module)  # the last step, when it ended mid-epoch
+            self._save_average(trainer, pl_module)
+
+    def _snapshot(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.snapshots and self.snapshots[-1][0] == trainer.global_step:
+            return
+        weights = {name: p.detach().to("cpu", copy=True) for name, p in pl_module.named_parameters() if p.requires_grad}
+        self.snapshots = (self.snapshots + [(trainer.global_step, weights)])[-self.average_last :]
+
+    def _save_average(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Save the mean of the kept snapshots as ``{dirname}_averaged``; the module's own weights are restored."""
+        if not self.snapshots:
+            return
+        params = {name: p for name, p in pl_module.named_parameters() if p.requires_grad}
+        current = {name: p.detach().clone() for name, p in params.items()}
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(torch.stack([w[name].float() for _, w in self.snapshots]).mean(0).to(p.dtype))
+            if trainer.is_global_zero:
+                path = pl_module.save_adapter(run_dir(trainer) / f"{self.dirname}_averaged")
+                steps = ", ".join(str(step) for step, _ in self.snapshots)
+                rank_zero_info(f"nerre: saved the average of the weights at steps {steps} to {path}")
+            for name, p in params.items():
+                p.copy_(current[name])
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if not self.saved and trainer.global_step > 0 and trainer.state.fn == "fit":

@@ -23,8 +23,9 @@ commands:
   data roundtrip PATH      check that parse(encode(x)) reproduces every example (JSON)
   data convert IN OUT [--to FORMAT]
                            write a corpus in another format, counting what the target cannot hold
-  evaluate --gold PATH --pred PATH
-                           precision, recall and F1 of predictions (JSON)
+  evaluate --gold PATH --pred PATH [--breakdown]
+                           precision, recall and F1 of predictions (JSON); --breakdown: why relations and
+                           entities are missed or wrong
   predict --adapter DIR --input PATH --output PATH
                            extract entities and relations with a trained adapter
 
@@ -119,7 +120,8 @@ def convert(source: str, target: str, to: str | None = None, format: str | None 
 
 def evaluate(*, gold: str, pred: str, gold_format: str | None = None, pred_format: str | None = None,
              gold_options: ReaderOptions = NO_OPTIONS, pred_options: ReaderOptions = NO_OPTIONS,
-             types_file: str | None = None, symmetric: list[str] | None = None) -> dict[str, Any]:
+             types_file: str | None = None, symmetric: list[str] | None = None, breakdown: bool = False,
+             breakdown_dir: str | None = None, signatures_from: str | None = None) -> dict[str, Any]:
     """Score predictions against gold annotations: entity and relation precision, recall, F1.
 
     Entities are scored span-exact (as seqeval/conlleval); relations in ``strict`` mode (both
@@ -134,6 +136,15 @@ def evaluate(*, gold: str, pred: str, gold_format: str | None = None, pred_forma
         pred_options: reader options for ``pred``.
         types_file: SpERT-style types JSON; its relation types marked symmetric score in both directions.
         symmetric: relation types that score in both directions (added to those of ``types_file``).
+        breakdown: add an error breakdown (``nerre.breakdown``): relation errors split into missed with both
+            entities right, a wrong argument entity, the wrong pair, reversed, the wrong label and against the
+            signature, the recall given correct entities, and entity errors split into boundary and type
+            errors. It is added to the JSON under ``breakdown``, and printed as tables on stderr.
+        breakdown_dir: also write the breakdown to this folder as ``breakdown.json`` and ``breakdown.md``
+            (implies ``breakdown``).
+        signatures_from: where the breakdown takes relation signatures from: a types file with head/tail, or
+            a corpus (the training data) to infer them from; default: ``types_file`` where it declares them,
+            else inferred from the gold.
     """
     from nerre.loaders import detect_format, load_examples
     from nerre.loaders.jsonl import read_predictions
@@ -141,14 +152,30 @@ def evaluate(*, gold: str, pred: str, gold_format: str | None = None, pred_forma
     from nerre.schema import Schema
 
     symmetric_labels = set(symmetric or [])
-    if types_file:
-        symmetric_labels |= Schema.from_types_file(types_file).symmetric_relations
+    types = Schema.from_types_file(types_file) if types_file else None
+    if types:
+        symmetric_labels |= types.symmetric_relations
     gold_examples = load_examples(gold, gold_format, gold_options)
     if pred_options == NO_OPTIONS and (pred_format or detect_format(pred)) == "jsonl":
         predictions = read_predictions(pred)  # nerre's own records: those without an id pair by position
     else:
         predictions = load_examples(pred, pred_format, pred_options)
-    return score(gold_examples, predictions, symmetric=symmetric_labels, gold_source=gold, pred_source=pred)
+    result = score(gold_examples, predictions, symmetric=symmetric_labels, gold_source=gold, pred_source=pred)
+    if breakdown or breakdown_dir:
+        from nerre.breakdown import breakdown_markdown, error_breakdown, write_breakdown
+        from nerre.schema import read_signatures
+
+        signatures, source = None, None
+        if signatures_from:
+            signatures, source = read_signatures(signatures_from), f"from {signatures_from}"
+        elif types and types.signatures:
+            signatures, source = types.signatures, f"declared in {types_file}"
+        result["breakdown"] = error_breakdown(gold_examples, predictions, symmetric_labels, signatures, source,
+                                              gold_source=gold, pred_source=pred)
+        print(breakdown_markdown(result["breakdown"], f"Error breakdown of {pred}"), file=sys.stderr)
+        if breakdown_dir:
+            write_breakdown(result["breakdown"], breakdown_dir, f"Error breakdown of {pred}")
+    return result
 
 
 def _print_json(result: Any) -> None:

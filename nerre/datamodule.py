@@ -29,6 +29,22 @@ log = logging.getLogger(__name__)
 IGNORE = -100
 
 
+def _unique_ids(parts: list[tuple[Path, list[Example]]]) -> None:
+    """Keep example ids unique across the files of one split: a file whose ids repeat an earlier file's gets
+    its ids prefixed with its file name (``conll04_dev.json:17``)."""
+    seen: set[str] = set()
+    for k, (path, examples) in enumerate(parts):
+        ids = {ex.id for ex in examples if ex.id is not None}
+        if k and ids & seen:
+            for ex in examples:
+                if ex.id is not None:
+                    ex.id = f"{path.name}:{ex.id}"
+            ids = {ex.id for ex in examples if ex.id is not None}
+            log.warning("%s: example ids repeat those of an earlier file of the split; they are prefixed with the "
+                        "file name", path)
+        seen |= ids
+
+
 class ExtractionData(LightningDataModule):
     """Corpora for fine-tuning and evaluating a generative extractor.
 
@@ -36,9 +52,13 @@ class ExtractionData(LightningDataModule):
     as the module is built, so a bad file or label fails before any model is loaded.
 
     Args:
-        train: training corpus (any format ``nerre.loaders`` reads).
-        val: development corpus; validation generates on it and reports F1.
-        test: test corpus.
+        train: training corpus (any format ``nerre.loaders`` reads), or a list of files read one after the
+            other (e.g. train and dev, the literature's train+dev protocol); error messages name the file.
+        val: development corpus (or files); validation generates on it and reports F1. Without it there is no
+            dev selection: the adapter of the last step is saved.
+        test: test corpus (or files).
+        train_dev: train on ``train`` and ``val`` together and validate on nothing (no dev selection; the
+            adapter of the last step is saved): the protocol of TANL's and SpERT's CoNLL04 figures.
         data_dir: folder the corpus paths are relative to; default ``$NERRE_DATA_DIR``, else the
             working directory.
         format: corpus format (``conll``, ``spert``, ``jsonl``, ``json``, ``hf``, ``brat``, ``doccano``,
@@ -47,7 +67,13 @@ class ExtractionData(LightningDataModule):
             for JSONL (see ``nerre.loaders.ReaderOptions``).
         types_file: SpERT-style types JSON giving label display names (relative to ``data_dir``).
         schema: the labels, with display names and descriptions; overrides ``types_file``. Inferred
-            from the training data when neither is given.
+            from the training data when neither is given. A relation label may declare its signature, the
+            entity labels allowed as its arguments (``{name: Work_For, head: [Peop], tail: [Org]}``); a
+            gold training relation that breaks a declared signature stops the run, naming the record.
+        infer_signatures: give each relation label without a declared signature the one the training data
+            show (the head labels and the tail labels seen with it); it is printed and saved with the adapter,
+            and constrained decoding and the candidate-set loss allow only arguments that fit it. False:
+            only declared signatures restrict arguments.
         formulation: ``tagged`` (inline tags, then relation triples), ``json`` (records with offsets) or
             ``bio`` (a ``token TAG`` line per token, then relation triples; overlapping entities are left out,
             and counted in a warning).
@@ -76,14 +102,16 @@ class ExtractionData(LightningDataModule):
 
     def __init__(
         self,
-        train: str | None = None,
-        val: str | None = None,
-        test: str | None = None,
+        train: str | list[str] | None = None,
+        val: str | list[str] | None = None,
+        test: str | list[str] | None = None,
+        train_dev: bool = False,
         data_dir: str | None = None,
         format: str | None = None,
         reader_options: ReaderOptions | None = None,
         types_file: str | None = None,
         schema: Schema | None = None,
+        infer_signatures: bool = True,
         formulation: Literal["tagged", "json", "bio"] = "tagged",
         prompt: PromptSettings | None = None,
         model: str = DEFAULT_MODEL,
@@ -99,22 +127,51 @@ class ExtractionData(LightningDataModule):
     ):
         super().__init__()
         self.data_dir = Path(data_dir or os.environ.get("NERRE_DATA_DIR", ".")).expanduser()
-        self.paths = {split: self._path(p) for split, p in (("train", train), ("val", val), ("test", test)) if p}
-        if not self.paths:
+        #: the files of each split (several are read one after the other)
+        self.files = {split: [self._path(p) for p in ([paths] if isinstance(paths, str) else paths)]
+                      for split, paths in (("train", train), ("val", val), ("test", test)) if paths}
+        if train_dev:
+            if "train" not in self.files or "val" not in self.files:
+                raise ConfigError("data.train_dev trains on data.train and data.val together: set both (the "
+                                  "literature's train+dev protocol; no dev selection, the last step's adapter is saved)")
+            self.files["train"] += self.files.pop("val")
+        if not self.files:
             raise ConfigError("no data: set data.train, data.val or data.test (paths relative to data.data_dir)")
+        #: how error messages name each split: its file, or its files joined with " + "
+        self.paths = {split: files[0] if len(files) == 1 else " + ".join(map(str, files))
+                      for split, files in self.files.items()}
         self.format, self.reader_options = format, ReaderOptions.of(reader_options)
-        self.examples = {split: self._read(path) for split, path in self.paths.items()}
+        #: each split's examples per file, in order (``examples`` concatenates them)
+        self.parts = {split: [(path, self._read(path)) for path in files] for split, files in self.files.items()}
+        for parts in self.parts.values():
+            _unique_ids(parts)
+        self.examples = {split: [ex for _, examples in parts for ex in examples] for split, parts in self.parts.items()}
         if max_train_examples is not None and "train" in self.examples:
             rng = random.Random(seed)
             train_examples = self.examples["train"]
             self.examples["train"] = rng.sample(train_examples, min(max_train_examples, len(train_examples)))
+            kept = {id(ex) for ex in self.examples["train"]}
+            self.parts["train"] = [(path, [ex for ex in examples if id(ex) in kept])
+                                   for path, examples in self.parts["train"]]
         if schema is None:
             schema = Schema.from_types_file(self._path(types_file)) if types_file else Schema.infer(
                 [ex for split in self.examples.values() for ex in split]
             )
-        for split, examples in self.examples.items():
-            schema.check(examples, str(self.paths[split]))
+        for parts in self.parts.values():
+            for path, examples in parts:
+                schema.check(examples, str(path))
+        for path, examples in self.parts.get("train", []):
+            schema.check_signatures(examples, str(path))  # declared ones: the data must keep them
+        if infer_signatures and "train" in self.examples:
+            schema = schema.with_signatures(Schema.infer_signatures(self.examples["train"]))
+        if schema.signatures:
+            from lightning.pytorch.utilities import rank_zero_info
+
+            rank_zero_info("relation signatures (argument labels the decoder allows; declared in data.schema or "
+                           "the types file, else seen in the training data):\n  "
+                           + "\n  ".join(schema.describe_signatures()))
         self.schema = schema
+        self._report_unfit_relations()
         self.formulation: Formulation = get_formulation(formulation, schema)
         if loss_on is None:
             loss_on = "candidates" if self.formulation.constrainable else "answer"
@@ -153,11 +210,24 @@ class ExtractionData(LightningDataModule):
 
     def _check_targets(self) -> None:
         """Every training example must have a target: fail now, naming it, rather than inside tokenization."""
-        for example in self.examples.get("train", []):
-            try:
-                self.formulation.encode(example)
-            except ValueError as err:
-                raise DataError(self.paths["train"], str(err)) from None
+        for path, examples in self.parts.get("train", []):
+            for example in examples:
+                try:
+                    self.formulation.encode(example)
+                except ValueError as err:
+                    raise DataError(path, str(err)) from None
+
+    def _report_unfit_relations(self) -> None:
+        """Warn about dev and test relations whose arguments break the signatures: they cannot be predicted."""
+        for split in ("val", "test"):
+            unfit = Counter(r.label for ex in self.examples.get(split, []) for r in ex.relations
+                            if not self.schema.fits(r.label, r.head.label, r.tail.label))
+            if unfit:
+                total = sum(len(ex.relations) for ex in self.examples[split])
+                log.warning("%s: %d of %d gold relations break the relation signatures (%s), so constrained decoding "
+                            "cannot predict them; declare wider head/tail in data.schema, or set "
+                            "data.infer_signatures false", self.paths[split], sum(unfit.values()), total,
+                            ", ".join(f"{label}: {n}" for label, n in sorted(unfit.items())))
 
     def _report_losses(self, split: str, examples: list[Example]) -> None:
         """Warn about the annotations of ``split`` that the formulation's answers cannot hold."""
@@ -179,8 +249,7 @@ class ExtractionData(LightningDataModule):
         """Everything prediction needs to rebuild the prompts and decode the outputs."""
         return {
             "formulation": self.formulation.name,
-            "schema": {"entities": [asdict(x) for x in self.schema.entities],
-                       "relations": [asdict(x) for x in self.schema.relations]},
+            "schema": self.schema.to_dict(),
             "prompt": asdict(self.prompt_settings),
             "shots": [ex.to_dict() | {"tokens": [[t.start, t.end] for t in ex.tokens or []]}
                       for ex in self.prompts.shots],
@@ -344,8 +413,10 @@ class ExtractionData(LightningDataModule):
                           num_workers=self.num_workers, generator=self._generator())
 
     def val_dataloader(self) -> DataLoader | list:
-        """The dev set; none (no validation, nothing selected on dev) when ``data.val`` is unset."""
-        return self._generation_loader("val") if "val" in self.paths else []
+        """The dev set; none (no validation, nothing selected on dev) when fitting without ``data.val``."""
+        if "val" not in self.paths and self.trainer is not None and self.trainer.state.fn == "fit":
+            return []  # fitting without dev data: no validation, no dev selection (the last step's adapter is saved)
+        return self._generation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
         return self._generation_loader("test")

@@ -17,7 +17,7 @@ IGNORE_INDEX = -100
 
 def answer_loss(
     model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-    candidates: CandidateBatch | None = None,
+    candidates: CandidateBatch | None = None, label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """Mean cross-entropy over answer tokens (``labels != -100``), with the causal shift.
 
@@ -33,6 +33,9 @@ def answer_loss(
     With ``candidates`` (the candidate-set loss, ``data.loss_on: candidates``) the cross-entropy at each
     answer position normalises over the tokens the constrained decoder could emit there, not over the
     whole vocabulary; the LM head runs only on the rows of its weight matrix those sets use.
+
+    ``label_smoothing`` spreads that share of each target evenly over what the position normalises over (its
+    candidate set, or the whole vocabulary).
     """
     hidden = _hidden_states(transformer_body(model), input_ids, attention_mask)
     targets = labels[:, 1:]
@@ -41,8 +44,8 @@ def answer_loss(
         return hidden.sum() * 0.0
     if candidates is None:
         logits = lm_head_logits(model, hidden[:, :-1][keep])
-        return F.cross_entropy(logits.float(), targets[keep])
-    return candidate_loss(model, hidden[:, :-1][keep], targets[keep], candidates)
+        return F.cross_entropy(logits.float(), targets[keep], label_smoothing=label_smoothing)
+    return candidate_loss(model, hidden[:, :-1][keep], targets[keep], candidates, label_smoothing)
 
 
 @dataclass
@@ -61,10 +64,11 @@ class CandidateBatch:
     full: torch.Tensor
 
 
-def candidate_loss(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, candidates: CandidateBatch
-                   ) -> torch.Tensor:
+def candidate_loss(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, candidates: CandidateBatch,
+                   label_smoothing: float = 0.0) -> torch.Tensor:
     """Mean cross-entropy of ``targets`` at ``hidden`` (one row per answer position), each over its candidate
-    set: exactly a full-vocabulary cross-entropy whose logits outside the set are -inf."""
+    set: exactly a full-vocabulary cross-entropy whose logits outside the set are -inf. ``label_smoothing``
+    spreads that share of each target evenly over the position's candidate set."""
     if candidates.allowed.shape[0] != targets.shape[0]:
         raise ValueError(f"{candidates.allowed.shape[0]} candidate sets for {targets.shape[0]} answer positions")
     full = candidates.full
@@ -72,11 +76,19 @@ def candidate_loss(model: nn.Module, hidden: torch.Tensor, targets: torch.Tensor
     total = hidden.new_zeros((), dtype=torch.float32)
     if bool(part.any()):
         logits = lm_head_logits(model, hidden[part], candidates.vocab).float()
-        logits = logits.masked_fill(~candidates.allowed[part], float("-inf"))
+        allowed = candidates.allowed[part]
+        logits = logits.masked_fill(~allowed, float("-inf"))
         index = torch.searchsorted(candidates.vocab, targets[part])
-        total = total + F.cross_entropy(logits, index, reduction="sum")
+        if label_smoothing:
+            logp = logits.log_softmax(-1)
+            nll = -logp.gather(1, index[:, None]).squeeze(1)
+            uniform = -logp.masked_fill(~allowed, 0.0).sum(-1) / allowed.sum(-1)
+            total = total + ((1 - label_smoothing) * nll + label_smoothing * uniform).sum()
+        else:
+            total = total + F.cross_entropy(logits, index, reduction="sum")
     if bool(full.any()):
-        total = total + F.cross_entropy(lm_head_logits(model, hidden[full]).float(), targets[full], reduction="sum")
+        total = total + F.cross_entropy(lm_head_logits(model, hidden[full]).float(), targets[full], reduction="sum",
+                                        label_smoothing=label_smoothing)
     return total / targets.shape[0]
 
 

@@ -9,7 +9,7 @@ import time
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from nerre.errors import ConfigError, MissingPathError
 from nerre.example import Entity, Example, Relation, Token
 from nerre.loaders.options import NO_OPTIONS, ReaderOptions
 from nerre.prompt import prompt_ids
+from nerre.schema import Schema, read_signatures
 
 log = logging.getLogger(__name__)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -63,18 +64,27 @@ class Extractor:
             False: plain greedy generation, whose defects are counted. None: constrained where the
             formulation has a grammar (tagged, bio), free otherwise (json).
         batch_size: texts decoded together.
+        signatures: constrained decoding lets a relation name only arguments whose labels fit its type's
+            signature (saved with the adapter; adapters trained before signatures existed have none);
+            False: any two tagged entities.
+        signatures_from: take the signatures from this file instead of the adapter's: a types file with
+            ``head``/``tail``, or a corpus (e.g. the training data) to infer them from.
     """
 
     def __init__(self, model: Any, tokenizer: Any, settings: AdapterSettings, constrained: bool | None = None,
-                 batch_size: int = 8):
+                 batch_size: int = 8, signatures: bool = True, signatures_from: str | Path | None = None):
         from nerre.decoding import DecodeOptions, FaithfulDecoder, use_constraints
 
+        if signatures_from is not None:
+            schema = Schema(**settings.schema).without_signatures().with_signatures(read_signatures(signatures_from))
+            settings = replace(settings, schema=schema.to_dict())
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
         self.formulation, self.prompts = settings.build()
         self.constrained = use_constraints(self.formulation, constrained)
         self.batch_size = batch_size
         self.decoder = FaithfulDecoder(model, tokenizer, self.prompts, self.formulation,
                                        DecodeOptions(constrained=self.constrained, batch_size=batch_size,
+                                                     signatures=signatures,
                                                      max_sequence_tokens=settings.max_sequence_tokens))
         #: the most model tokens of input per window (longer texts are split)
         self.window_tokens = input_window_tokens(settings.max_sequence_tokens,
@@ -83,11 +93,13 @@ class Extractor:
 
     @classmethod
     def load(cls, adapter: str | Path, base_model: str | None = None, constrained: bool | None = None,
-             batch_size: int = 8, dtype: torch.dtype = torch.float32) -> Extractor:
+             batch_size: int = 8, dtype: torch.dtype = torch.float32, signatures: bool = True,
+             signatures_from: str | Path | None = None) -> Extractor:
         """Load an adapter folder written by ``nerre fit`` (its ``adapter/``), or a shipped adapter by name
         (``Extractor.load("conll2003")``; see :func:`nerre.adapter.shipped_adapters`)."""
         model, tokenizer, settings = load_adapter(adapter, base_model=base_model, dtype=dtype)
-        return cls(model, tokenizer, settings, constrained=constrained, batch_size=batch_size)
+        return cls(model, tokenizer, settings, constrained=constrained, batch_size=batch_size, signatures=signatures,
+                   signatures_from=signatures_from)
 
     def __call__(self, texts: str | Sequence[str]) -> Prediction | list[Prediction]:
         """Extract from one text (returns a Prediction) or a list of texts (returns a list)."""
@@ -252,6 +264,8 @@ def predict(
     html: str | None = None,
     base_model: str | None = None,
     limit: int | None = None,
+    signatures: bool = True,
+    signatures_from: str | None = None,
 ) -> dict[str, Any]:
     """Extract entities and relations from a file with a trained adapter; write the predictions.
 
@@ -276,6 +290,10 @@ def predict(
         html: also write a displaCy HTML page of the entities and relations.
         base_model: use this base model instead of the one recorded with the adapter.
         limit: predict only the first N examples.
+        signatures: constrained decoding names only relation arguments whose labels fit the relation type's
+            signature (saved with the adapter); false: any two tagged entities.
+        signatures_from: use the signatures of this file instead: a types file with head/tail, or a corpus
+            (the training data) to infer them from, e.g. for an adapter saved without signatures.
     """
     from nerre.loaders import output_format, write_examples
 
@@ -288,7 +306,8 @@ def predict(
             raise ConfigError(f"--{option} {value} is a folder; name the file to write, e.g. "
                               f"{Path(value) / 'predictions'}.{suffix}")
     examples = read_inputs(input, format, reader_options)[:limit]
-    extractor = Extractor.load(adapter, base_model=base_model, constrained=constrained, batch_size=batch_size)
+    extractor = Extractor.load(adapter, base_model=base_model, constrained=constrained, batch_size=batch_size,
+                               signatures=signatures, signatures_from=signatures_from)
     started = time.perf_counter()
     if out_format == "jsonl":
         predictions = _write_as_you_go(extractor.predict(examples, progress=True), out_path, len(examples))
@@ -307,6 +326,8 @@ def predict(
         "relations": sum(len(p.example.relations) for p in predictions),
         "defects": dict(defects),
         "constrained": extractor.constrained,
+        "signatures": extractor.formulation.schema.describe_signatures() if extractor.constrained and signatures
+        else None,
         "seconds": round(seconds, 2),
         "sentences_per_s": round(len(predictions) / seconds, 3) if seconds else None,
         "output": str(out_path),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from nerre.errors import ConfigError, MissingPathError
@@ -23,16 +23,29 @@ class Label:
         display: what the model reads and writes (``person``); defaults to ``name``.
         description: one line for the prompt, saying what the label covers.
         symmetric: for relation types whose direction carries no meaning (SciERC's Compare).
+        head: relation types only: the entity labels (names) allowed as the head argument; empty: any.
+        tail: relation types only: the entity labels allowed as the tail argument; empty: any.
+            ``head`` and ``tail`` together are the relation's argument *signature*: a pair of arguments
+            fits when the head's label is in ``head`` and the tail's in ``tail`` (for a symmetric
+            relation, in either orientation).
     """
 
     name: str
     display: str = ""
     description: str = ""
     symmetric: bool = False
+    head: tuple[str, ...] = ()
+    tail: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.display:
             object.__setattr__(self, "display", self.name)
+        for side in ("head", "tail"):
+            value = getattr(self, side)
+            names = (value,) if isinstance(value, str) else tuple(value or ())
+            if not all(isinstance(x, str) and x for x in names):
+                raise ConfigError(f"label {self.name!r}: {side} lists entity label names, found {value!r}")
+            object.__setattr__(self, side, tuple(dict.fromkeys(names)))
         if not self.name or not self.display.strip():
             raise ConfigError(f"label {self.name!r}: a label needs a non-empty name and display name")
         if _FORBIDDEN.search(self.display):
@@ -40,6 +53,20 @@ class Label:
                 f"label {self.name!r}: display name {self.display!r} contains one of < > | # or a newline, which "
                 "the tagged output uses as markup; choose another display name (data.schema ... display)"
             )
+
+    @property
+    def has_signature(self) -> bool:
+        """Whether this relation type restricts its arguments' labels (``head`` or ``tail`` set)."""
+        return bool(self.head or self.tail)
+
+    def fits(self, head: str, tail: str) -> bool:
+        """Whether arguments labelled ``head`` and ``tail`` fit this relation type's signature (either
+        orientation for a symmetric type); always true without a signature."""
+
+        def oriented(h: str, t: str) -> bool:
+            return (not self.head or h in self.head) and (not self.tail or t in self.tail)
+
+        return oriented(head, tail) or (self.symmetric and oriented(tail, head))
 
 
 @dataclass
@@ -64,6 +91,16 @@ class Schema:
                 if dupes:
                     raise ConfigError(f"the schema lists {kind} label {attr}(s) {', '.join(map(repr, dupes))} more "
                                       f"than once; each {kind} label needs its own name and display name")
+        for label in self.entities:
+            if label.has_signature:
+                raise ConfigError(f"entity label {label.name!r} has head/tail, which only relation labels take")
+        known = set(self.entity_names)
+        for label in self.relations:
+            unknown = [x for x in label.head + label.tail if x not in known]
+            if unknown:
+                raise ConfigError(f"relation label {label.name!r}: its signature (head/tail) names entity label(s) "
+                                  f"{', '.join(map(repr, sorted(set(unknown))))}, which the schema does not list "
+                                  f"({sorted(known)}); use the entity label names")
 
     @property
     def entity_names(self) -> list[str]:
@@ -84,6 +121,70 @@ class Schema:
     @property
     def symmetric_relations(self) -> set[str]:
         return {label.name for label in self.relations if label.symmetric}
+
+    @property
+    def signatures(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """``{relation: (head labels, tail labels)}`` of the relation types that have a signature."""
+        return {label.name: (label.head, label.tail) for label in self.relations if label.has_signature}
+
+    def fits(self, relation: str, head: str, tail: str) -> bool:
+        """Whether relation type ``relation`` takes arguments labelled ``head`` and ``tail`` (see :class:`Label`)."""
+        return self.relation(relation).fits(head, tail)
+
+    def check_signatures(self, examples: Iterable[Example], source: str = "data") -> None:
+        """Raise :class:`~nerre.errors.DataError` naming the record when a relation of ``examples`` breaks its
+        type's signature."""
+        from nerre.errors import DataError
+
+        labels = {label.name: label for label in self.relations if label.has_signature}
+        for i, ex in enumerate(examples):
+            for r in ex.relations:
+                label = labels.get(r.label)
+                if label is not None and not label.fits(r.head.label, r.tail.label):
+                    raise DataError(
+                        source, f"relation {r.label} ({ex.span_text(r.head)!r} {r.head.label} -> "
+                        f"{ex.span_text(r.tail)!r} {r.tail.label}) breaks the declared signature of {r.label} "
+                        f"(head: {list(label.head) or 'any'}, tail: {list(label.tail) or 'any'}); fix the annotation, "
+                        "or widen head/tail in data.schema (or the types file)", record=ex.id or i)
+
+    @staticmethod
+    def infer_signatures(examples: Iterable[Example]) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """The signature each relation type has in ``examples``: the labels its heads carry and those its
+        tails carry, sorted (the product of the two sets, the form a schema declares).
+
+        A relation type that does not occur gets none.
+        """
+        heads: dict[str, set[str]] = {}
+        tails: dict[str, set[str]] = {}
+        for ex in examples:
+            for r in ex.relations:
+                heads.setdefault(r.label, set()).add(r.head.label)
+                tails.setdefault(r.label, set()).add(r.tail.label)
+        return {name: (tuple(sorted(heads[name])), tuple(sorted(tails[name]))) for name in sorted(heads)}
+
+    def with_signatures(self, signatures: dict[str, tuple[Iterable[str], Iterable[str]]]) -> Schema:
+        """A copy whose relation types without a signature take the one ``signatures`` gives them (those
+        with one keep it)."""
+        relations = []
+        for label in self.relations:
+            if not label.has_signature and label.name in signatures:
+                head, tail = signatures[label.name]
+                label = replace(label, head=tuple(head), tail=tuple(tail))
+            relations.append(label)
+        return Schema(list(self.entities), relations)
+
+    def without_signatures(self) -> Schema:
+        """A copy with no signatures: any two entities may be the arguments of any relation type."""
+        return Schema(list(self.entities), [replace(label, head=(), tail=()) for label in self.relations])
+
+    def describe_signatures(self) -> list[str]:
+        """One line per relation type: ``Work_For: head Peop, tail Org`` (``any`` where unrestricted)."""
+        return [f"{label.name}: head {', '.join(label.head) or 'any'}, tail {', '.join(label.tail) or 'any'}"
+                + (" (symmetric)" if label.symmetric else "") for label in self.relations]
+
+    def to_dict(self) -> dict[str, list[dict]]:
+        """``{"entities": [...], "relations": [...]}``, each label as its fields (``Schema(**d)`` reads it back)."""
+        return {"entities": [asdict(x) for x in self.entities], "relations": [asdict(x) for x in self.relations]}
 
     def check(self, examples: Iterable[Example], source: str = "data") -> None:
         """Raise ``ValueError`` when ``examples`` use a label this schema does not define."""
@@ -114,7 +215,11 @@ class Schema:
 
     @classmethod
     def from_types_file(cls, path: str | Path) -> Schema:
-        """Read a SpERT ``*_types.json``: the ``verbose`` name becomes the display name."""
+        """Read a SpERT ``*_types.json``: the ``verbose`` name becomes the display name.
+
+        Beyond SpERT's keys, a relation entry may carry ``"head"`` and ``"tail"`` (lists of entity label
+        names, its signature) and ``"description"``; files without them stay valid.
+        """
         from nerre.errors import DataError
         from nerre.loaders.textfile import json_error, read_text
 
@@ -135,14 +240,45 @@ class Schema:
             for name, v in data.get(key, {}).items():
                 if not isinstance(v, dict):
                     raise DataError(path, f"{key} {name!r}: expected an object with 'verbose' (and 'description')")
+                if key == "entities" and ("head" in v or "tail" in v):
+                    raise DataError(path, f"entity {name!r}: head/tail belong to relation types")
+                signature = {}
+                for side in ("head", "tail"):
+                    value = v.get(side) or []
+                    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+                        raise DataError(path, f"relation {name!r}: {side!r} must be a list of entity label names, "
+                                              f"found {value!r}")
+                    signature[side] = tuple(value)
                 found.append(Label(name, str(v.get("verbose") or name), str(v.get("description", "")),
-                                   bool(v.get("symmetric"))))
+                                   bool(v.get("symmetric")), **signature))
             return found
 
         try:
             return cls(labels("entities"), labels("relations"))
         except ConfigError as err:
             raise DataError(path, str(err)) from None
+
+
+def read_signatures(path: str | Path, format: str | None = None) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Relation signatures from a file: a types file's declared ``head``/``tail`` (a JSON object with
+    ``"relations"``), or those a corpus in any format nerre reads shows (:meth:`Schema.infer_signatures`)."""
+    from nerre.loaders import load_examples
+
+    path = Path(path)
+    if not path.exists():
+        raise MissingPathError(f"{path}: signature file not found; pass a types file or a training corpus")
+    if path.is_file() and path.suffix.lower() == ".json" and format is None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError):
+            data = None
+        if isinstance(data, dict) and "relations" in data:
+            signatures = Schema.from_types_file(path).signatures
+            if not signatures:
+                raise ConfigError(f"{path}: this types file declares no signature (no relation has head/tail); "
+                                  "add them, or pass the training corpus to infer them from")
+            return signatures
+    return Schema.infer_signatures(load_examples(path, format))
 
 
 def _as_label(x: Label | str | dict) -> Label:

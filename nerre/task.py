@@ -12,6 +12,7 @@ import torch
 from lightning import LightningModule
 
 from nerre.adapter import AdapterSettings, save_adapter
+from nerre.errors import ConfigError
 from nerre.losses import CandidateBatch, answer_loss
 from nerre.metrics import evaluate
 from nerre.models import DEFAULT_MODEL, load_model, resolve_model
@@ -34,6 +35,8 @@ class BaseTask(LightningModule):
         max_new_tokens: cap on generated tokens per answer in validation and test (None: from the input length).
         constrained: faithful constrained decoding in validation and test; None: constrained where the
             formulation has a grammar (tagged, bio), free greedy generation otherwise (json).
+        label_smoothing: the share of each answer token's target spread evenly over the tokens it is normalised
+            over (the candidate set with ``data.loss_on: candidates``, else the whole vocabulary); 0: none.
     """
 
     def __init__(
@@ -44,8 +47,11 @@ class BaseTask(LightningModule):
         warmup: float = 0.05,
         max_new_tokens: int | None = None,
         constrained: bool | None = None,
+        label_smoothing: float = 0.0,
     ):
         super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"model.init_args.label_smoothing must be in [0, 1), not {label_smoothing}")
         self.save_hyperparameters()
         self.model_path = resolve_model(model)  # fails now, not after the data are tokenized
         self.model: Any = None
@@ -83,7 +89,8 @@ class BaseTask(LightningModule):
         candidates = None
         if "candidate_vocab" in batch:
             candidates = CandidateBatch(batch["candidate_vocab"], batch["candidate_allowed"], batch["candidate_full"])
-        loss = answer_loss(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"], candidates)
+        loss = answer_loss(self.model, batch["input_ids"], batch["attention_mask"], batch["labels"], candidates,
+                           label_smoothing=self.hparams.label_smoothing)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         return loss
 
@@ -200,6 +207,8 @@ class LoraTask(BaseTask):
         max_new_tokens: cap on generated tokens per answer in validation and test (None: from the input length).
         constrained: faithful constrained decoding in validation and test; None: constrained where the
             formulation has a grammar (tagged, bio), free greedy generation otherwise (json).
+        label_smoothing: the share of each answer token's target spread evenly over the tokens it is normalised
+            over (the candidate set with ``data.loss_on: candidates``, else the whole vocabulary); 0: none.
         lora_r: LoRA rank.
         lora_alpha: LoRA scaling numerator (the update is scaled by alpha / r).
         lora_dropout: dropout on the LoRA branch.
@@ -218,8 +227,9 @@ class LoraTask(BaseTask):
         lora_alpha: int = 32,
         lora_dropout: float = 0.05,
         target_modules: str | list[str] = "all-linear",
+        label_smoothing: float = 0.0,
     ):
-        super().__init__(model, lr, weight_decay, warmup, max_new_tokens, constrained)
+        super().__init__(model, lr, weight_decay, warmup, max_new_tokens, constrained, label_smoothing)
         self.save_hyperparameters()
 
     def adapt(self, base: Any) -> Any:

@@ -537,6 +537,28 @@ def test_candidate_loss_and_gradients_equal_a_masked_full_vocabulary_loss(tokeni
     assert not torch.allclose(loss, answer_loss(model, **batch))  # the sets change the loss
 
 
+@pytest.mark.parametrize("full", [(), (0, 7)])
+def test_label_smoothing_spreads_over_the_candidate_set_or_the_vocabulary(tokenizer, full):
+    model = tiny_model(tokenizer)
+    batch = make_batch(tokenizer, HEADER_PAIRS)
+    candidates, sets = random_candidates(batch, len(tokenizer), full)
+    eps = 0.2
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    keep = batch["labels"][:, 1:] != -100
+    logp, targets = logits[keep].float().log_softmax(-1), batch["labels"][:, 1:][keep]
+    expected = []
+    for position, allowed in enumerate(sets):
+        allowed = allowed or list(range(len(tokenizer)))
+        restricted = logp[position, allowed].log_softmax(-1)
+        nll = -restricted[allowed.index(int(targets[position]))]
+        expected.append((1 - eps) * nll - eps * restricted.mean())
+    smoothed = answer_loss(model, **batch, candidates=candidates, label_smoothing=eps)
+    torch.testing.assert_close(smoothed, torch.stack(expected).mean(), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(smoothed, answer_loss(model, **batch, candidates=candidates))
+    plain = torch.nn.functional.cross_entropy(logits[keep].float(), targets, label_smoothing=eps)
+    torch.testing.assert_close(answer_loss(model, **batch, label_smoothing=eps), plain, atol=1e-5, rtol=1e-5)
+
+
 def test_candidate_loss_runs_the_head_on_the_candidate_rows_only(tokenizer):
     model = tiny_model(tokenizer)
     batch = make_batch(tokenizer, PAIRS)
@@ -547,3 +569,11 @@ def test_candidate_loss_runs_the_head_on_the_candidate_rows_only(tokenizer):
     answer_loss(model, **batch, candidates=candidates)
     hook.remove()
     assert calls == []  # the full head never runs; only the candidate rows of its weight are used
+
+
+def test_label_smoothing_out_of_range_is_a_config_error():
+    from nerre.errors import ConfigError
+    from nerre.task import LoraTask
+
+    with pytest.raises(ConfigError, match=r"label_smoothing must be in \[0, 1\)"):
+        LoraTask(label_smoothing=1.0)

@@ -29,6 +29,8 @@ class DecodeOptions:
             (prompt-lookup speculation; runs one input at a time).
         max_relations: constrained mode: most relation lines per answer.
         max_nesting: constrained mode: most entity tags open at once.
+        signatures: constrained mode: relation arguments must fit their type's signature (the schema's
+            ``head``/``tail``, declared or inferred at training); False: any two tagged entities.
         max_sequence_tokens: constrained mode: the length of the sequences (prompt + answer tokens)
             the model was trained on; each answer's budget is capped to what the prompt leaves of
             it (:func:`capped_budget`).
@@ -41,6 +43,7 @@ class DecodeOptions:
     prompt_lookup: int | None = None
     max_relations: int = 64
     max_nesting: int = 4
+    signatures: bool = True
     max_sequence_tokens: int | None = None
 
 

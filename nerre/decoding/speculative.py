@@ -126,7 +126,7 @@ class SpeculativeDecoder:
         text = source_text(source)
         source_tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         grammar = self.formulation.grammar(source, self.table, max_nesting=options.max_nesting,
-                                           max_relations=options.max_relations)
+                                           max_relations=options.max_relations, signatures=options.signatures)
         # room kept for the completion to grow by one tag pair (a partial opening tag may still complete)
         margin = 2 + max((sum(len(self._spell(piece) or piece) for piece in group) for group in grammar.reserve()),
                          default=0)

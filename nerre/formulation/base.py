@@ -138,7 +138,8 @@ class Formulation(ABC):
             source: the text, or an example whose tokens tell where markup may go.
             vocabulary: the byte strings of the token ids (``nerre.decoding.token_table(tokenizer)``),
                 for the token level (``allowed``, ``advance``, ``candidates``).
-            limits: grammar-specific limits (the tagged grammar: ``max_nesting``, ``max_relations``).
+            limits: grammar-specific limits (the tagged grammar: ``max_nesting``, ``max_relations``,
+                ``signatures``).
         """
         return None
 

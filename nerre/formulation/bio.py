@@ -130,7 +130,7 @@ class BioTags(Formulation):
 
     # -- the grammar of constrained decoding ------------------------------------------------
     def grammar(self, source: Source, vocabulary: TokenTable | None = None, max_relations: int = 64,
-                **limits: Any) -> BioGrammar:
+                signatures: bool = True, **limits: Any) -> BioGrammar:
         """The valid answers to ``source``: its tokens in order with valid IOB2 tags, then triples
         (see :mod:`nerre.formulation.bio_grammar`).
 
@@ -138,12 +138,13 @@ class BioTags(Formulation):
             source: the text (tokenized by :func:`nerre.example.tokenize`), or an example with its tokens.
             vocabulary: the byte strings of the token ids, for the token level.
             max_relations: most relation lines.
+            signatures: relation arguments must fit their type's signature (schema ``head``/``tail``).
             limits: other grammars' limits (``max_nesting``), ignored: IOB2 tags do not nest.
         """
         from nerre.formulation.bio_grammar import BioGrammar
 
         example = source if isinstance(source, Example) else Example(source)
-        return BioGrammar(example, self, vocabulary, max_relations)
+        return BioGrammar(example, self, vocabulary, max_relations, signatures)
 
     # -- parsing ----------------------------------------------------------------------
     def parse_answer(self, source: Source, answer: str) -> ParsedAnswer:

@@ -64,11 +64,12 @@ class BioGrammar(RelationSectionGrammar):
         formulation: the bio formulation.
         vocabulary: the byte strings of the token ids, for the token level.
         max_relations: most relation lines.
+        signatures: relation arguments must fit their type's signature (False: any two entities).
     """
 
     def __init__(self, example: Example, formulation: BioTags, vocabulary: TokenTable | None = None,
-                 max_relations: int = 64):
-        super().__init__(example.text, formulation, vocabulary, max_relations)
+                 max_relations: int = 64, signatures: bool = True):
+        super().__init__(example.text, formulation, vocabulary, max_relations, signatures)
         words = formulation.words(example)
         offsets = self.byte_of_char
         tokens = example.tokens or []

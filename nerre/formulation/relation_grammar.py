@@ -3,7 +3,8 @@
 After its entity part, an answer continues with ``"\\nRelations:"`` and then at most
 ``max_relations`` distinct lines ``"\\n{head} | {relation} | {tail}"`` whose arguments are
 entities marked in this very answer (named as :func:`~nerre.formulation.relations.references`
-names them, head != tail), and only lines that the parser reads back as the same triple.
+names them, head != tail) whose labels fit the relation type's signature (``head``/``tail`` of its
+schema label, either orientation for a symmetric type; unless built with ``signatures=False``), and only lines that the parser reads back as the same triple.
 A formulation's grammar subclasses :class:`RelationSectionGrammar`, defines how its entity part
 is written, and hands the configurations :class:`InHeader` and :class:`InRelations` to the
 ``_relations_*`` methods here. Entities are :class:`TaggedSpan` byte offsets into the UTF-8 source.
@@ -109,10 +110,12 @@ class RelationSectionGrammar(Grammar):
         formulation: the formulation (its schema gives labels, display names and relation types).
         vocabulary: the byte strings of the token ids, for the token level.
         max_relations: most relation lines.
+        signatures: allow only argument pairs whose labels fit the relation type's signature (see
+            :class:`nerre.schema.Label`); False: any two marked entities.
     """
 
     def __init__(self, text: str, formulation: Formulation, vocabulary: TokenTable | None = None,
-                 max_relations: int = 64):
+                 max_relations: int = 64, signatures: bool = True):
         super().__init__(vocabulary)
         self.text = text
         self.src = text.encode("utf-8")
@@ -128,6 +131,8 @@ class RelationSectionGrammar(Grammar):
         self.displays = [label.display for label in schema.entities]
         self.relation_names = [label.name for label in schema.relations]
         self.relation_displays = [label.display for label in schema.relations]
+        self.relation_labels = list(schema.relations)
+        self.signatures = signatures
         self.header = RELATIONS_HEADER.encode() if schema.relations else b""
         self.max_relations = max_relations
         self._lines_cache: dict[tuple, RelationLines] = {}
@@ -148,8 +153,11 @@ class RelationSectionGrammar(Grammar):
                 for t in entities:
                     if h == t:
                         continue
-                    for name, label in zip(self.relation_names, self.relation_displays):
-                        line = f"{refs[h]} | {label} | {refs[t]}"
+                    for relation in self.relation_labels:
+                        if self.signatures and not relation.fits(h.label, t.label):
+                            continue
+                        name = relation.name
+                        line = f"{refs[h]} | {relation.display} | {refs[t]}"
                         # skip the rare lines the parser would misread (a mention holding " | ")
                         defects: Counter = Counter()
                         read = parse_relations(self.formulation.schema, [line], entities, self.text, defects)

@@ -100,7 +100,7 @@ class TaggedText(Formulation):
 
     # -- the grammar of constrained decoding ------------------------------------------------
     def grammar(self, source: Source, vocabulary: TokenTable | None = None, max_nesting: int = 4,
-                max_relations: int = 64) -> TagGrammar:
+                max_relations: int = 64, signatures: bool = True) -> TagGrammar:
         """The faithful answers to ``source`` (see :mod:`nerre.formulation.tagged_grammar`).
 
         Args:
@@ -108,6 +108,7 @@ class TaggedText(Formulation):
             vocabulary: the byte strings of the token ids, for the token level.
             max_nesting: most tags open at once.
             max_relations: most relation lines.
+            signatures: relation arguments must fit their type's signature (schema ``head``/``tail``).
         """
         from nerre.formulation.tagged_grammar import TagGrammar
 
@@ -115,7 +116,7 @@ class TaggedText(Formulation):
             text, tokens = source.text, source.tokens or tokenize(source.text)
         else:
             text, tokens = source, tokenize(source)
-        return TagGrammar(text, tokens, self, vocabulary, max_nesting, max_relations)
+        return TagGrammar(text, tokens, self, vocabulary, max_nesting, max_relations, signatures)
 
     # -- parsing ----------------------------------------------------------------------------
     def parse_answer(self, source: Source, answer: str) -> ParsedAnswer:

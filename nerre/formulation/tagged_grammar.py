@@ -12,8 +12,9 @@ The answers :class:`TagGrammar` accepts for a source text are exactly these:
   that the source holds;
 * when the schema has relation types, ``"\\nRelations:"`` and then at most ``max_relations``
   distinct lines ``"\\n{head} | {relation} | {tail}"`` whose arguments are entities tagged in this
-  very answer (named as :func:`~nerre.formulation.relations.references` names them, head != tail),
-  and only lines that the formulation's parser reads back as the same triple.
+  very answer (named as :func:`~nerre.formulation.relations.references` names them, head != tail)
+  whose labels fit the relation type's signature (unless built with ``signatures=False``), and only
+  lines that the formulation's parser reads back as the same triple.
 
 A state is a tuple of configurations (several while a ``<`` of the source may be a copy or the
 start of a tag), each a named tuple: :class:`Copying`, :class:`InTag`, :class:`InHeader`,
@@ -79,6 +80,7 @@ class TagGrammar(RelationSectionGrammar):
         vocabulary: the byte strings of the token ids, for the token level.
         max_nesting: most tags open at once.
         max_relations: most relation lines.
+        signatures: relation arguments must fit their type's signature (False: any two tagged entities).
     """
 
     def __init__(
@@ -89,8 +91,9 @@ class TagGrammar(RelationSectionGrammar):
         vocabulary: TokenTable | None = None,
         max_nesting: int = 4,
         max_relations: int = 64,
+        signatures: bool = True,
     ):
-        super().__init__(text, formulation, vocabulary, max_relations)
+        super().__init__(text, formulation, vocabulary, max_relations, signatures)
         offsets = self.byte_of_char
         self.starts = frozenset(offsets[t.start] for t in tokens if t.end > t.start)
         self.ends = frozenset(offsets[t.end] for t in tokens if t.end > t.start)
