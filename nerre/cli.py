@@ -44,17 +44,26 @@ def _read(path: str, format: str | None, options: ReaderOptions) -> tuple[str, l
     return fmt, load_examples(path, fmt, options, notes=notes), notes
 
 
-def stats(path: str, format: str | None = None, reader_options: ReaderOptions = NO_OPTIONS) -> dict[str, Any]:
-    """Count examples, tokens, entities and relations (per label) in a corpus, and say what reading converted.
+def stats(path: str, format: str | None = None, reader_options: ReaderOptions = NO_OPTIONS,
+          formulation: str = "tagged", types_file: str | None = None) -> dict[str, Any]:
+    """Count examples, tokens, entities and relations (per label) in a corpus, say what reading converted, and
+    how many gold answers the grammar of constrained decoding accepts (with the first few it does not, and why).
 
     Args:
         path: corpus file or folder (BRAT folder, saved Hugging Face dataset).
         format: conll, spert, jsonl, json, hf, brat, doccano, labelstudio or spacy; detected when omitted.
         reader_options: options of the reader (field names, offsets, tag scheme ...).
+        formulation: the formulation whose grammar is checked: tagged or bio (json has none).
+        types_file: SpERT-style types JSON for the labels (inferred from the corpus when omitted).
     """
+    from nerre.formulation import get_formulation
+    from nerre.formulation.grammar import grammar_coverage
+    from nerre.schema import Schema
+
     fmt, examples, notes = _read(path, format, reader_options)
     entities = Counter(e.label for ex in examples for e in ex.entities)
     relations = Counter(r.label for ex in examples for r in ex.relations)
+    schema = Schema.from_types_file(types_file) if types_file else Schema.infer(examples)
     return {
         "format": fmt,
         "examples": len(examples),
@@ -62,6 +71,7 @@ def stats(path: str, format: str | None = None, reader_options: ReaderOptions = 
         "entities": dict(sorted(entities.items())),
         "relations": dict(sorted(relations.items())),
         "converted": notes.lines(),
+        "grammar": grammar_coverage(get_formulation(formulation, schema), examples),
     }
 
 

@@ -321,15 +321,27 @@ class ExtractionData(LightningDataModule):
         return self.datasets[split]
 
     def _report_outside_grammar(self, ds: Any) -> None:
-        """Say which training answers leave the grammar (their loss falls back to the whole vocabulary there)."""
+        """Say which training answers leave the grammar (their loss falls back to the whole vocabulary there),
+        and why the first does; refuse when most do, since the fallback then costs the whole vocabulary's
+        logits for most answer tokens and the adapter could not predict under constrained decoding anyway."""
+        from nerre.formulation.grammar import why_outside
+
         examples = self.examples["train"]
-        self.outside_grammar = [examples[i].id or str(i) for i, sizes in enumerate(ds["candidate_sizes"])
-                                if 0 in sizes]
-        if self.outside_grammar:
-            shown = ", ".join(self.outside_grammar[:5]) + (" ..." if len(self.outside_grammar) > 5 else "")
-            log.warning("%s: %d of %d gold answers leave the grammar of constrained decoding (%s); from that token "
-                        "on their loss normalises over the whole vocabulary", self.paths["train"],
-                        len(self.outside_grammar), len(examples), shown)
+        outside = [i for i, sizes in enumerate(ds["candidate_sizes"]) if 0 in sizes]
+        self.outside_grammar = [examples[i].id or str(i) for i in outside]
+        if not outside:
+            return
+        shown = ", ".join(self.outside_grammar[:5]) + (" ..." if len(outside) > 5 else "")
+        first = examples[outside[0]]
+        why = why_outside(self.formulation.grammar(first), self.formulation.encode(first)) or "at the token level"
+        message = (f"{self.paths['train']}: {len(outside)} of {len(examples)} gold answers leave the grammar of "
+                   f"constrained decoding ({shown}); the first, {self.outside_grammar[0]}, at {why}")
+        if 2 * len(outside) > len(examples):
+            raise ConfigError(f"{message}. Most answers cannot be written by the constrained decoder, so the "
+                              "candidate-set loss would fall back to the whole vocabulary for most tokens: check "
+                              "the data with `nerre data stats` (grammar), or set data.loss_on answer to train "
+                              "without the grammar")
+        log.warning("%s; from that token on their loss normalises over the whole vocabulary", message)
 
     def _fit_max_sequence_tokens(self, ds: Any) -> None:
         """Set ``max_sequence_tokens`` to the longest training sequence, or report (and maybe refuse) what it cuts."""

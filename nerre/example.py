@@ -16,6 +16,9 @@ import regex
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 _CLUSTER = regex.compile(r"\X")
+NO_SPACE_SCRIPTS = ("Han", "Hiragana", "Katakana", "Thai", "Lao", "Khmer", "Myanmar")
+"""Scripts written without spaces between words: each of their characters is a token of its own."""
+_NO_SPACE = regex.compile("[" + "".join(f"\\p{{{name}}}" for name in NO_SPACE_SCRIPTS) + "\u30fc\uff70]")
 
 
 @dataclass(frozen=True, order=True)
@@ -49,12 +52,20 @@ def entity_order(entity: Entity) -> tuple[int, int, str]:
     return (entity.start, -entity.end, entity.label)
 
 
+def written_without_spaces(character: str) -> bool:
+    """Whether ``character`` belongs to a script written without spaces (:data:`NO_SPACE_SCRIPTS`)."""
+    return _NO_SPACE.match(character) is not None
+
+
 def tokenize(text: str) -> list[Token]:
     """Split ``text`` into word and punctuation tokens with character offsets.
 
     A token never splits a character as a reader sees it (a grapheme cluster: a letter with its
     combining accents, an emoji sequence): a word is a run of clusters that start with a word
-    character, any other cluster that is not white space is a token of its own.
+    character, any other cluster that is not white space is a token of its own. Scripts written
+    without spaces (:data:`NO_SPACE_SCRIPTS`: Chinese, Japanese kana, Thai, Lao, Khmer, Myanmar) have
+    one token per character, as BERT's basic tokenizer does for Chinese, so a tag may stand between
+    any two of their characters.
     """
     if text.isascii():  # one code point per cluster (bar CR LF, which is white space)
         return [Token(m.start(), m.end()) for m in _TOKEN.finditer(text)]
@@ -64,7 +75,10 @@ def tokenize(text: str) -> list[Token]:
         first = m.group()[0]
         if first.isspace():
             continue
-        if first.isalnum() or first == "_":
+        if _NO_SPACE.match(first):
+            tokens.append(Token(m.start(), m.end()))
+            word_end = -1
+        elif first.isalnum() or first == "_":
             if word_end == m.start():  # the word goes on
                 tokens[-1] = Token(tokens[-1].start, m.end())
             else:
@@ -73,6 +87,38 @@ def tokenize(text: str) -> list[Token]:
         else:
             tokens.append(Token(m.start(), m.end()))
     return tokens
+
+
+def split_tokens(tokens: list[Token], cuts: Iterable[int]) -> list[Token]:
+    """``tokens`` split at the character offsets ``cuts`` that fall inside one of them."""
+    inside = sorted({c for c in cuts})
+    if not inside:
+        return tokens
+    out: list[Token] = []
+    k = 0
+    for token in tokens:
+        start = token.start
+        while k < len(inside) and inside[k] <= start:
+            k += 1
+        while k < len(inside) and inside[k] < token.end:
+            out.append(Token(start, inside[k]))
+            start = inside[k]
+            k += 1
+        out.append(Token(start, token.end))
+    return out
+
+
+def inside_words(tokens: Sequence[Token], entities: Iterable[Entity]) -> set[int]:
+    """The entity boundaries that fall strictly inside a token."""
+    bounds = {t.start for t in tokens} | {t.end for t in tokens}
+    out = set()
+    for e in entities:
+        for at in (e.start, e.end):
+            if at not in bounds:
+                out.add(at)
+    if not out:
+        return out
+    return {at for at in out if any(t.start < at < t.end for t in tokens)}
 
 
 def grapheme_bounds(text: str) -> set[int]:
@@ -90,8 +136,9 @@ class Example:
         text: the source text.
         entities: entity mentions as character spans of ``text``.
         relations: relations between entries of ``entities`` (a list: corpora do repeat triples).
-        tokens: the tokens of ``text`` with character offsets; computed by a simple
-            word/punctuation tokenizer when not given.
+        tokens: the tokens of ``text`` with character offsets; when not given, those of
+            :func:`tokenize`, split where an entity starts or ends inside a word (``Linux Foundatio|n``),
+            so that every entity starts and ends on token boundaries.
         id: an identifier used in error messages and prediction files.
     """
 
@@ -104,6 +151,8 @@ class Example:
     def __post_init__(self) -> None:
         if self.tokens is None:
             self.tokens = tokenize(self.text)
+            if self.entities:
+                self.tokens = split_tokens(self.tokens, inside_words(self.tokens, self.entities))
         self.entities = sorted(self.entities, key=entity_order)
         self.relations = sorted(self.relations, key=relation_order)
 
@@ -115,20 +164,22 @@ class Example:
         spans: Iterable[tuple[int, int, str]] = (),
         relations: Iterable[tuple[int, int, str]] = (),
         id: str | None = None,
+        joiner: str = " ",
     ) -> Example:
-        """Build an example from words joined by single spaces.
+        """Build an example from words joined by single spaces (or by ``joiner``).
 
         Args:
             words: the tokens.
             spans: entities as ``(first token, end token exclusive, label)``.
             relations: ``(head index, tail index, label)``, indices into ``spans``.
             id: identifier of the example.
+            joiner: what stands between two words: ``""`` for the characters of Chinese text.
         """
         tokens, offset = [], 0
         for word in words:
             tokens.append(Token(offset, offset + len(word)))
-            offset += len(word) + 1
-        text = " ".join(words)
+            offset += len(word) + len(joiner)
+        text = joiner.join(words)
         spans = list(spans)
         entities = [Entity(tokens[s].start, tokens[e - 1].end, label) for s, e, label in spans]
         rels = [Relation(entities[h], entities[t], label) for h, t, label in relations]

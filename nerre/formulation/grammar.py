@@ -27,6 +27,8 @@ from collections.abc import Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from nerre.example import Example
+    from nerre.formulation.base import Formulation
     from nerre.vocabulary import TokenTable
 
 State = Hashable
@@ -177,3 +179,42 @@ class Grammar(ABC):
         """Groups of byte strings by which one step can lengthen :meth:`completion` (e.g. a tag pair):
         the decoder keeps room for the longest."""
         return []
+
+
+def why_outside(grammar: Grammar, answer: str) -> str | None:
+    """None when ``grammar`` accepts ``answer`` byte by byte; else where the answer leaves it, and what the
+    grammar allows there."""
+    data = answer.encode()
+    state = grammar.start()
+    for i, byte in enumerate(data):
+        after = grammar.step(state, byte)
+        if after is None:
+            allowed = sorted(grammar.next_bytes(state))
+            shown = " ".join(repr(chr(b)) if b < 128 else f"0x{b:02x}" for b in allowed[:8])
+            before = data[max(0, i - 30) : i].decode("utf-8", "replace")
+            rest = data[i : i + 12].decode("utf-8", "replace")
+            return (f"byte {i} of the answer: {before!r} + {rest!r}: the grammar allows "
+                    f"{shown}{' ...' if len(allowed) > 8 else ''} here")
+        state = after
+    if not grammar.accepting(state):
+        return "the answer ends where the grammar does not allow an end"
+    return None
+
+
+def grammar_coverage(formulation: Formulation, examples: Sequence[Example], shown: int = 5) -> dict:
+    """How many gold answers of ``examples`` the formulation's grammar accepts byte by byte, and the first
+    ``shown`` that it does not, with why. None of this needs a model."""
+    outside = []
+    accepted = 0
+    for example in examples:
+        grammar = formulation.grammar(example)
+        if grammar is None:
+            return {"formulation": formulation.name, "constrainable": False}
+        why = why_outside(grammar, formulation.encode(example))
+        if why is None:
+            accepted += 1
+        elif len(outside) < shown:
+            outside.append({"id": example.id, "why": why})
+    share = accepted / len(examples) if examples else 1.0
+    return {"formulation": formulation.name, "accepted": accepted, "examples": len(examples),
+            "share": round(share, 4), "outside": outside}

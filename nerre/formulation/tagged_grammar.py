@@ -4,7 +4,8 @@ The answers :class:`TagGrammar` accepts for a source text are exactly these:
 
 * the source reproduced byte for byte, with opening tags ``<display>`` of configured entity labels
   inserted before token starts and closing tags ``</display>`` closing the innermost open tag at a
-  token end (no empty, crossing or unclosed tags, at most ``max_nesting`` open at once). Tokens
+  token end (no empty, crossing or unclosed tags, at most ``max_nesting`` open at once; a label may
+  open inside itself at the same start, as nested corpora such as BioNLP and SciERC have it). Tokens
   are the corpus's own, else :func:`nerre.example.tokenize`'s, which never split a character as
   a reader sees it;
 * text is text: no tag goes where the source itself continues with that very tag string (the
@@ -136,7 +137,7 @@ class TagGrammar(RelationSectionGrammar):
                     hit.append((tag, open[:-1], TaggedSpan(start, at, label)))
             if opening and at in self.starts and at not in self.no_tag and len(open) < self.max_nesting:
                 for label, tag in enumerate(self.open_tags):
-                    if (label, at) not in open and not src.startswith(tag, at):
+                    if not src.startswith(tag, at):
                         hit.append((tag, open + (OpenTag(label, at),), None))
             self._tags_cache[key] = hit
         return hit

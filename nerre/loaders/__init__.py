@@ -27,6 +27,7 @@ from nerre.loaders.hf import read_hf
 from nerre.loaders.jsonl import read_json, read_jsonl, write_json, write_jsonl
 from nerre.loaders.labelstudio import read_labelstudio, write_labelstudio
 from nerre.loaders.options import NO_OPTIONS, ReaderOptions, ReadNotes
+from nerre.loaders.spans import CHARACTER_FORMATS, normalize_spans
 from nerre.loaders.spert import read_spert
 from nerre.loaders.tokenwise import write_conll, write_hf, write_spert
 
@@ -89,7 +90,7 @@ __all__ = [
 def option_names(format: str) -> list[str]:
     """The :class:`ReaderOptions` the reader of ``format`` takes."""
     parameters = list(inspect.signature(_READERS[format]).parameters)[1:]
-    return [p for p in parameters if p != "notes"]
+    return [p for p in parameters if p != "notes"] + (["trim_spans"] if format in CHARACTER_FORMATS else [])
 
 
 def detect_format(path: str | Path, options: ReaderOptions | dict[str, Any] | None = None,
@@ -154,9 +155,12 @@ def load_examples(path: str | Path, format: str | None = None, options: ReaderOp
             f"it takes {', '.join(accepted) if accepted else 'no options'}"
         )
     collected = ReadNotes() if notes is None else notes
+    trim = given.pop("trim_spans", True)
     if "notes" in inspect.signature(reader).parameters:
         given["notes"] = collected
     examples = reader(path, **given)
+    if fmt in CHARACTER_FORMATS:
+        examples = normalize_spans(examples, collected, trim)
     if notes is None and collected:
         log.warning("%s (%s): %s", path, fmt, collected)
     return examples

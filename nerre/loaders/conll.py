@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nerre.errors import DataError
-from nerre.example import Example
+from nerre.errors import ConfigError, DataError
+from nerre.example import NO_SPACE_SCRIPTS, Example, written_without_spaces
+from nerre.loaders.options import ReadNotes
 from nerre.loaders.tags import TagError, announce_scheme, detect_scheme, normalize_scheme, spans_from_tags
 from nerre.loaders.textfile import read_text
 
@@ -26,15 +27,21 @@ def read_conll(
     tag_column: int = -1,
     separator: str | None = None,
     text_column: int = 0,
+    join: str = "auto",
+    tag_errors: str = "raise",
+    notes: ReadNotes | None = None,
 ) -> list[Example]:
-    """Read a CoNLL-style column file (CoNLL-2003, 2-column ``token tag`` files, TSV ...).
+    """Read a CoNLL-style column file (CoNLL-2003, 2-column ``token tag`` files, TSV, BMES ...).
 
     Args:
         path: the file.
-        scheme: ``auto`` (detect from the whole file), ``iob1``, ``iob2`` or ``bioes``/``bilou``.
+        scheme: ``auto`` (detect from the whole file), ``iob1``, ``iob2`` or ``bioes``/``bilou``/``bmes``.
         tag_column: index of the tag column (negative counts from the end).
         separator: column separator; None detects it: tab if the first token line has a tab, else any whitespace.
         text_column: index of the token column.
+        join: ``space``, ``none`` (character-level files of scripts without spaces) or ``auto``.
+        tag_errors: ``raise`` or ``drop`` (leave out the entities a bad tag sequence breaks, counted).
+        notes: collects what was decided and dropped.
 
     Returns:
         One :class:`Example` per sentence, id ``"{file name}:{first line of the sentence}"``.
@@ -43,23 +50,50 @@ def read_conll(
         DataError: naming ``file:line`` for a missing file, a wrong column count, or a bad tag.
     """
     path = Path(path)
+    notes = ReadNotes() if notes is None else notes
     if scheme != "auto":
         scheme = normalize_scheme(scheme)
+    if join not in ("auto", "space", "none"):
+        raise ConfigError(f"join={join!r}: choose space, none or auto")
+    if tag_errors not in ("raise", "drop"):
+        raise ConfigError(f"tag_errors={tag_errors!r}: choose raise or drop")
     sentences = _read_sentences(path, tag_column, separator, text_column)
     if not sentences:
         raise DataError(path, "the file holds no sentences; expected one token per line, blank lines between sentences")
     if scheme == "auto":
         scheme = detect_scheme(s.tags for s in sentences)
         announce_scheme(scheme, [s.tags for s in sentences], lambda i, k: f"{path}:{sentences[i].lines[k]}")
+    joiner = _joiner(sentences, join, notes)
     examples = []
     for sentence in sentences:
+        dropped: list[TagError] | None = [] if tag_errors == "drop" else None
         try:
-            spans = spans_from_tags(sentence.tags, scheme)
+            spans = spans_from_tags(sentence.tags, scheme, dropped)
         except TagError as e:
             line = sentence.lines[e.position]
-            raise DataError(path, f"{e.reason} (tag {e.tag!r}, scheme {scheme})", line=line) from e
-        examples.append(Example.from_tokens(sentence.words, spans, id=f"{path.name}:{sentence.lines[0]}"))
+            hint = "" if dropped is not None else "; or read with tag_errors=drop to leave such entities out, counted"
+            raise DataError(path, f"{e.reason} (tag {e.tag!r}, scheme {scheme}){hint}", line=line) from e
+        for error in dropped or []:
+            notes.add("entities left out: their tags break the scheme (tag_errors=drop)",
+                      f"{path.name}:{sentence.lines[error.position]}")
+        examples.append(Example.from_tokens(sentence.words, spans, id=f"{path.name}:{sentence.lines[0]}",
+                                            joiner=joiner))
     return examples
+
+
+def _joiner(sentences: list[_Sentence], join: str, notes: ReadNotes) -> str:
+    """The string between tokens: ``" "``, or ``""`` for a character-level file of a script without spaces."""
+    if join == "space":
+        return " "
+    if join == "none":
+        notes.say("tokens joined without spaces (join=none)")
+        return ""
+    words = [w for s in sentences for w in s.words]
+    if all(len(w) == 1 for w in words) and 2 * sum(map(written_without_spaces, words)) > len(words):
+        notes.say(f"tokens joined without spaces: every token is one character and most are of scripts written "
+                  f"without spaces ({', '.join(NO_SPACE_SCRIPTS)}); set join=space to override")
+        return ""
+    return " "
 
 
 def _read_lines(path: Path) -> list[str]:

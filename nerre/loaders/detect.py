@@ -27,7 +27,7 @@ SHAPES = {
     "records": "records {text, entities: [{start, end, label}]} or Presidio's {full_text, spans: [{entity_type, "
     "start_position, end_position}]}",
 }
-_TAG = re.compile(r"^(O|[BIESLU]-.*[^\W\d_].*)$")
+_TAG = re.compile(r"^(O|[BIESLUM]-.*[^\W\d_].*)$")
 _HF_FILES = ("dataset_info.json", "state.json", "dataset_dict.json")
 _SAMPLE = 200
 

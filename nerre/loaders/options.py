@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 Offsets = Literal["auto", "chars", "utf16"]
+Join = Literal["auto", "space", "none"]
+TagErrors = Literal["raise", "drop"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,14 @@ class ReaderOptions:
         tag_column: conll: index of the tag column (negative counts from the end; default -1).
         text_column: conll: index of the token column (default 0).
         separator: conll: column separator (default: a tab if the first token line has one, else whitespace).
+        join: conll: how the tokens of a sentence make its text: ``space`` (one space between tokens),
+            ``none`` (no spaces: a character-per-line file of a script written without spaces, such as
+            Chinese, whose text never had spaces between characters) or ``auto`` (default: ``none`` when
+            every token is one character and most are Chinese, Japanese, Thai, Lao, Khmer or Myanmar;
+            said in the summary).
+        tag_errors: conll: a tag sequence the scheme does not allow (an entity left open, an I- or E-
+            without its B-): ``raise`` (default: stop, naming the line) or ``drop`` (leave out the entity it
+            breaks, read its tokens as O, and count it in the summary with the first line).
         split: hf: which split of a DatasetDict.
         tokens_column: hf: column with the words (default ``tokens``).
         tags_column: hf: column with the tags (default ``ner_tags``).
@@ -41,6 +51,10 @@ class ReaderOptions:
         offsets: doccano, labelstudio: what offsets count: ``chars`` (code points), ``utf16`` (UTF-16 code
             units, as JavaScript counts: an emoji counts 2) or ``auto`` (default: decided from the file, and
             said in the summary).
+        trim_spans: jsonl, json, doccano, labelstudio, brat: trim white space at the ends of a span to its
+            text (default true; false keeps spans as drawn, which constrained decoding cannot write). Either
+            way it is counted in the summary; spans of white space only are dropped (see
+            :mod:`nerre.loaders.spans`).
         spans_key: spacy: the ``doc.spans`` key holding the entities (default ``nerre`` when present, else
             ``doc.ents``).
     """
@@ -49,6 +63,8 @@ class ReaderOptions:
     tag_column: int | None = None
     text_column: int | None = None
     separator: str | None = None
+    join: Join | None = None
+    tag_errors: TagErrors | None = None
     split: str | None = None
     tokens_column: str | None = None
     tags_column: str | None = None
@@ -60,6 +76,7 @@ class ReaderOptions:
     end_key: str | None = None
     relations_field: str | None = None
     offsets: Offsets | None = None
+    trim_spans: bool | None = None
     spans_key: str | None = None
 
     @classmethod

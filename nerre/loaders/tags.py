@@ -1,4 +1,4 @@
-"""Tag schemes (IOB1, IOB2, BIOES/BILOU): detect the scheme of a tagged corpus and decode tags into spans.
+"""Tag schemes (IOB1, IOB2, BIOES/BILOU/BMES): detect the scheme of a tagged corpus and decode tags into spans.
 
 Shared by the CoNLL column reader and the Hugging Face reader. Spans are ``(first token, end token
 exclusive, label)``. Decoding errors are :class:`TagError` (a ``ValueError``) carrying the 0-based token
@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 from nerre.errors import ConfigError
 
 SCHEMES = ("iob1", "iob2", "bioes")
-_ALIASES = {"bio": "iob2", "iob": "iob2", "iobes": "bioes", "bilou": "bioes"}
-_PREFIXES = frozenset("BIESLU")
-_BILOU = {"L": "E", "U": "S"}  # BILOU spells BIOES's E- and S- as L- and U-
+_ALIASES = {"bio": "iob2", "iob": "iob2", "iobes": "bioes", "bilou": "bioes", "bmes": "bioes", "bmeso": "bioes"}
+_PREFIXES = frozenset("BIESLUM")
+_SPELLINGS = {"L": "E", "U": "S", "M": "I"}  # BILOU's L- and U-, BMES's M- (Chinese corpora) in BIOES's letters
 
 Span = tuple[int, int, str]
 log = logging.getLogger(__name__)
@@ -33,15 +33,16 @@ def normalize_scheme(scheme: str) -> str:
     """The canonical name of a scheme (``bilou`` -> ``bioes``, ``bio`` -> ``iob2``); ValueError if unknown."""
     name = _ALIASES.get(scheme.lower(), scheme.lower())
     if name not in SCHEMES:
-        raise ConfigError(f"unknown tag scheme {scheme!r}; choose one of {', '.join(SCHEMES)} (or 'auto' to detect)")
+        raise ConfigError(f"unknown tag scheme {scheme!r}; choose one of {', '.join(SCHEMES)} (bilou and bmes "
+                          "are read as bioes), or 'auto' to detect")
     return name
 
 
 def parse_tag(tag: str, position: int = 0) -> tuple[str, str | None]:
     """Split a tag into ``(prefix, type)``: ``"O" -> ("O", None)``, ``"B-PER" -> ("B", "PER")``.
 
-    BILOU prefixes are mapped to BIOES (``U`` -> ``S``, ``L`` -> ``E``). Raises :class:`TagError` when the
-    tag is neither ``O`` nor ``PREFIX-TYPE`` with a prefix among B, I, E, S, L, U.
+    BILOU and BMES prefixes are mapped to BIOES (``U`` -> ``S``, ``L`` -> ``E``, ``M`` -> ``I``). Raises
+    :class:`TagError` when the tag is neither ``O`` nor ``PREFIX-TYPE`` with a prefix among B, I, M, E, S, L, U.
     """
     if tag == "O":
         return "O", None
@@ -50,10 +51,10 @@ def parse_tag(tag: str, position: int = 0) -> tuple[str, str | None]:
         raise TagError(
             position,
             tag,
-            "a tag must be 'O' or PREFIX-TYPE with PREFIX one of B, I, E, S, L, U (e.g. 'B-PER'); "
+            "a tag must be 'O' or PREFIX-TYPE with PREFIX one of B, I, M, E, S, L, U (e.g. 'B-PER'); "
             "fix the tag, or check that the tag column is the right one",
         )
-    return _BILOU.get(prefix, prefix), label
+    return _SPELLINGS.get(prefix, prefix), label
 
 
 def _try_parse(tag: str) -> tuple[str, str | None] | None:
@@ -66,7 +67,7 @@ def _try_parse(tag: str) -> tuple[str, str | None] | None:
 def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
     """Guess the scheme of a corpus from all its tag sequences.
 
-    ``bioes`` if any tag is S-/E- (or BILOU's U-/L-); else ``iob1`` if some I-X begins an entity (the previous
+    ``bioes`` if any tag is S-/E- (or BILOU's U-/L-, or BMES's M-); else ``iob1`` if some I-X begins an entity (the previous
     tag is O, of another type, or the sentence start); else ``iob2``. Ill-formed tags are left for
     :func:`spans_from_tags` to report.
     """
@@ -79,7 +80,7 @@ def detect_scheme(tag_sequences: Iterable[Sequence[str]]) -> str:
                 previous = None
                 continue
             prefix, label = parsed
-            if prefix in ("S", "E"):
+            if prefix in ("S", "E") or tag.startswith("M-"):
                 return "bioes"
             if prefix == "I" and label != previous:
                 iob1 = True
@@ -120,12 +121,15 @@ def announce_scheme(scheme: str, tag_sequences: Sequence[Sequence[str]], where: 
                  "override", where(i, k), what)
 
 
-def spans_from_tags(tags: Sequence[str], scheme: str) -> list[Span]:
+def spans_from_tags(tags: Sequence[str], scheme: str, dropped: list[TagError] | None = None) -> list[Span]:
     """Decode one sentence's tags into ``(start, end_exclusive, label)`` spans.
 
     Args:
         tags: one tag per token.
-        scheme: ``iob1``, ``iob2`` or ``bioes`` (aliases ``bio``, ``bilou``, ``iobes``).
+        scheme: ``iob1``, ``iob2`` or ``bioes`` (aliases ``bio``, ``bilou``, ``iobes``, ``bmes``).
+        dropped: when given, a sequence the scheme does not allow does not raise: the entity it breaks is
+            left out (its tags read as ``O``) and the error is appended here, one per entity left out.
+            Ill-formed tags raise all the same.
 
     Raises:
         TagError: (a ``ValueError``) naming the 0-based token position and the tag, for an ill-formed tag
@@ -133,7 +137,7 @@ def spans_from_tags(tags: Sequence[str], scheme: str) -> list[Span]:
     """
     scheme = normalize_scheme(scheme)
     if scheme == "bioes":
-        return _decode_bioes(tags)
+        return _decode_bioes(tags, dropped)
     spans: list[Span] = []
     start, current = 0, None  # the open entity: first token and type
     for i, tag in enumerate(tags):
@@ -146,34 +150,52 @@ def spans_from_tags(tags: Sequence[str], scheme: str) -> list[Span]:
             current = None
         if prefix == "B" or (prefix == "I" and current is None):
             if prefix == "I" and scheme == "iob2":
-                raise TagError(
+                error = TagError(
                     i,
                     tag,
                     f"I-{label} does not continue a {label} entity, which IOB2 requires; if the data is IOB1 "
                     "(I- starts entities and B- only separates two adjacent entities of one type, as in "
                     "CoNLL-2003), use scheme 'iob1'",
                 )
+                if dropped is None:
+                    raise error
+                if not dropped or dropped[-1].position != i - 1 or dropped[-1].tag != tags[i - 1]:
+                    dropped.append(error)  # one per run of orphan I- tags
+                else:
+                    dropped[-1] = TagError(i, tag, error.reason)
+                continue
             start, current = i, label
     if current is not None:
         spans.append((start, len(tags), current))
     return spans
 
 
-def _decode_bioes(tags: Sequence[str]) -> list[Span]:
+def _decode_bioes(tags: Sequence[str], dropped: list[TagError] | None = None) -> list[Span]:
     spans: list[Span] = []
     start, current = 0, None
+    orphan = False  # inside a run of I-/E- tags without their B-, being dropped
+
+    def fail(error: TagError) -> None:
+        if dropped is None:
+            raise error
+        dropped.append(error)
+
     for i, tag in enumerate(tags):
         prefix, label = parse_tag(tag, i)
         if current is not None and not (prefix in ("I", "E") and label == current):
-            raise TagError(
+            fail(TagError(
                 i,
                 tag,
                 f"the {current} entity opened by B- at token {start} is not closed by E-{current} (or L-{current}); "
                 "fix the tags, or pick the right scheme",
-            )
+            ))
+            current = None
         if current is None and prefix in ("I", "E"):
-            reason = f"{prefix}-{label} without a preceding B-{label}; fix the tags, or pick the right scheme"
-            raise TagError(i, tag, reason)
+            if not orphan:
+                fail(TagError(i, tag, f"{tag} without a preceding B-{label}; fix the tags, or pick the right scheme"))
+            orphan = prefix == "I"
+            continue
+        orphan = False
         if prefix == "S":
             spans.append((i, i + 1, label))
         elif prefix == "B":
@@ -182,11 +204,11 @@ def _decode_bioes(tags: Sequence[str]) -> list[Span]:
             spans.append((start, i + 1, label))
             current = None
     if current is not None:
-        raise TagError(
+        fail(TagError(
             len(tags) - 1,
             tags[-1],
             f"the sentence ends inside the {current} entity opened by B- at token {start}; close it with E-{current}",
-        )
+        ))
     return spans
 
 
