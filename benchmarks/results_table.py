@@ -32,6 +32,16 @@ Published figures on the same test sets (micro F1, offsets matched; relation F1 
 | UIE | T5-large, full fine-tuning | 92.99 | 75.00 | Lu et al., ACL 2022 |
 | SpERT | BERT-base | | 71.47 | Eberts and Ulges, ECAI 2020 |
 | BERT-base tagger | BERT-base, full fine-tuning | about 91 to 92 | | Devlin et al., NAACL 2019 |
+
+On the other corpora, each in its literature's convention:
+
+| corpus | system | model | figure | convention | source |
+|---|---|---|---:|---|---|
+| Resume NER (Chinese) | Lattice LSTM | character LSTM with a word lattice | 94.46 | entity F1, span-exact on characters (BMES), test set | Zhang and Yang, ACL 2018 |
+| Resume NER (Chinese) | FLAT + BERT | BERT-wwm, full fine-tuning | 95.86 | the same | Li et al., ACL 2020 |
+| ADE | SpERT | BERT-base | 78.84 | strict relation F1, macro over 10 folds | Eberts and Ulges, ECAI 2020 |
+| SciERC | SpERT | SciBERT | 50.84 | relation F1, boundaries, test set | Eberts and Ulges, ECAI 2020 |
+| SciERC | UIE | T5-large | 36.53 | relation F1, strict | Lu et al., ACL 2022 |
 """
 PAGES: dict[str, tuple[str, tuple[str, ...]]] = {  # page: (where its links to result files start, its blocks)
     "README.md": ("benchmarks/results", ("results",)),

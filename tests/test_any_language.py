@@ -175,3 +175,25 @@ def test_fit_refuses_when_most_gold_answers_leave_the_grammar(tiny_model_dir, tm
 
 
 
+
+
+# -- every exact round trip is inside the grammar --------------------------------------------------------------
+CORPORA = ["conll2003/test.txt", "conll04/conll04_test.json", "ade/ade_split_0_test.json",
+           "scierc/scierc_test.json", "resume_ner/test.char.bmes"]
+FIXTURES = sorted(p for p in [*(HERE / "formats").iterdir(), *CJK.iterdir()] if p.suffix in (".json", ".jsonl"))
+
+
+@pytest.mark.parametrize("formulation", ["tagged", "bio"])
+@pytest.mark.parametrize("path", [*(SHARED / c for c in CORPORA), *FIXTURES, HERE / "formats" / "brat"],
+                         ids=lambda p: p.name if isinstance(p, Path) else p)
+def test_every_exact_round_trip_is_inside_the_grammar(path, formulation):
+    """The grammar allows everything the formulation writes and reads back (the test split of every corpus
+    in ../shared/data, whose train splits benchmarks/grammar_coverage.py checks, and every format fixture)."""
+    examples = load_examples(path, notes=ReadNotes())
+    fm = get_formulation(formulation, Schema.infer(examples))
+    parsed, defects = fm.parse(examples, [fm.encode(ex) for ex in examples])
+    exact = [ex for ex, got, found in zip(examples, parsed, defects)
+             if got.same_annotations(fm.representable(ex)[0]) and not found]
+    assert len(exact) >= 0.9 * len(examples)
+    coverage = grammar_coverage(fm, exact)
+    assert coverage["accepted"] == len(exact), coverage["outside"]
