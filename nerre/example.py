@@ -93,6 +93,14 @@ class Example:
         tokens: the tokens of ``text`` with character offsets; computed by a simple
             word/punctuation tokenizer when not given.
         id: an identifier used in error messages and prediction files.
+        scores: predictions only: the probability of each predicted entity and relation, from the decoder's
+            own decisions (see :mod:`nerre.decoding.confidence`), keyed by the entity or relation itself. A
+            side mapping, so that entities and relations stay plain values: equality, hashing and metrics
+            ignore scores, and an entry without a score is simply absent.
+        score: predictions only: the document's score, the probability of its least confident decision
+            (what ``nerre predict --rank uncertainty`` sorts by).
+
+    ``scores`` and ``score`` take no part in comparing examples.
     """
 
     text: str
@@ -100,6 +108,8 @@ class Example:
     relations: list[Relation] = field(default_factory=list)
     tokens: list[Token] | None = None
     id: str | None = None
+    scores: dict[Entity | Relation, float] = field(default_factory=dict, compare=False, repr=False)
+    score: float | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.tokens is None:
@@ -162,16 +172,20 @@ class Example:
 
     # -- (de)serialisation ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """The prediction-JSONL record: entities with ``text``, relations by entity index."""
+        """The prediction-JSONL record: entities with ``text``, relations by entity index; with scores, a
+        ``score`` on each entity and relation that has one, and the document's ``score``."""
         index = {e: i for i, e in enumerate(self.entities)}
-        return {
-            "id": self.id,
-            "text": self.text,
-            "entities": [
-                {"start": e.start, "end": e.end, "label": e.label, "text": self.span_text(e)} for e in self.entities
-            ],
-            "relations": [{"head": index[r.head], "tail": index[r.tail], "label": r.label} for r in self.relations],
-        }
+        scores = self.scores
+        entities = [{"start": e.start, "end": e.end, "label": e.label, "text": self.span_text(e)} for e in self.entities]
+        relations = [{"head": index[r.head], "tail": index[r.tail], "label": r.label} for r in self.relations]
+        if scores:
+            for item, key in zip(entities + relations, self.entities + self.relations):
+                if key in scores:
+                    item["score"] = round(scores[key], 6)
+        record: dict[str, Any] = {"id": self.id, "text": self.text, "entities": entities, "relations": relations}
+        if self.score is not None:
+            record["score"] = round(self.score, 6)
+        return record
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Example:
