@@ -191,17 +191,20 @@ class Example:
     def from_dict(cls, record: dict[str, Any]) -> Example:
         """Inverse of :meth:`to_dict` (``text`` of each entity, when present, is checked by loaders).
 
-        An optional ``tokens`` list of ``[start, end]`` pairs gives the tokens (as ``to_dataset`` writes them).
+        An optional ``tokens`` list of ``[start, end]`` pairs gives the tokens (as ``to_dataset`` writes them);
+        ``score`` fields, as :meth:`to_dict` writes them, give :attr:`scores` and :attr:`score`.
         """
-        entities = [Entity(int(e["start"]), int(e["end"]), str(e["label"])) for e in record.get("entities", [])]
-        relations = [
-            Relation(entities[int(r["head"])], entities[int(r["tail"])], str(r["label"]))
-            for r in record.get("relations", [])
-        ]
+        raw_entities, raw_relations = record.get("entities", []), record.get("relations", [])
+        entities = [Entity(int(e["start"]), int(e["end"]), str(e["label"])) for e in raw_entities]
+        relations = [Relation(entities[int(r["head"])], entities[int(r["tail"])], str(r["label"])) for r in raw_relations]
         rid = record.get("id")
         tokens = record.get("tokens")
         tokens = None if tokens is None else [Token(int(start), int(end)) for start, end in tokens]
-        return cls(record["text"], entities, relations, tokens, None if rid is None else str(rid))
+        scores = {key: float(raw["score"]) for key, raw in zip(entities + relations, raw_entities + raw_relations)
+                  if raw.get("score") is not None}
+        score = record.get("score")
+        return cls(record["text"], entities, relations, tokens, None if rid is None else str(rid), scores,
+                   None if score is None else float(score))
 
 
 def relation_order(relation: Relation) -> tuple:

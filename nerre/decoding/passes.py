@@ -164,6 +164,10 @@ class ModelPasses:
         self._head_weight = head.weight if type(head) is nn.Linear else None
         self._head_bias = head.bias if type(head) is nn.Linear else None
         self._cache_argument = cache_argument(self.body)
+        config = causal_lm(model).config
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        #: final-logit softcapping (Gemma 2/3): the probabilities are those of the capped logits
+        self._softcap: float | None = getattr(config, "final_logit_softcapping", None)
         self._packing: bool | None = None  # decided on first use
         #: why packed passes are off for this model (None while they work or are unchecked)
         self.packing_problem: str | None = None
@@ -268,15 +272,33 @@ class ModelPasses:
         return self._packing
 
     # -- the LM head ------------------------------------------------------------------------------
-    def best(self, hidden: torch.Tensor, candidates: list[int]) -> int:
-        """The candidate token with the highest logit at ``hidden`` (ties: the lowest id)."""
-        if len(candidates) == 1:
-            return candidates[0]
+    def _logits(self, hidden: torch.Tensor, candidates: list[int]) -> torch.Tensor:
+        """The logits of ``candidates`` at ``hidden`` (only their rows of the LM head where it is a plain Linear)."""
         index = torch.tensor(candidates, device=hidden.device)
         if self._head_weight is not None:
             scores = self._head_weight.index_select(0, index) @ hidden
             if self._head_bias is not None:
                 scores = scores + self._head_bias.index_select(0, index)
-        else:  # a wrapped head (e.g. LoRA on lm_head): full logits, then pick
-            scores = self._head(hidden[None])[0].index_select(0, index)
-        return candidates[int(torch.argmax(scores))]
+            return scores
+        return self._head(hidden[None])[0].index_select(0, index)  # a wrapped head (e.g. LoRA on lm_head)
+
+    def best(self, hidden: torch.Tensor, candidates: list[int]) -> int:
+        """The candidate token with the highest logit at ``hidden`` (ties: the lowest id)."""
+        if len(candidates) == 1:
+            return candidates[0]
+        return candidates[int(torch.argmax(self._logits(hidden, candidates)))]
+
+    def choose(self, hidden: torch.Tensor, candidates: list[int], bias: torch.Tensor | None = None) -> tuple[int, float]:
+        """The constrained greedy choice and its log-probability among ``candidates`` (softmax over them only).
+
+        Without ``bias`` the choice is :meth:`best`'s (the argmax of the raw logits, ties to the lowest id);
+        ``bias`` (one value per candidate) is added to the log-probabilities before the argmax. The
+        log-probability returned is the model's own, without the bias. One candidate: log-probability 0.
+        """
+        if len(candidates) == 1:
+            return candidates[0], 0.0
+        logits = self._logits(hidden, candidates).float()
+        capped = torch.tanh(logits / self._softcap).mul_(self._softcap) if self._softcap else logits
+        pick = torch.argmax(logits if bias is None else capped + bias)  # a constant shift changes no choice
+        index, value = torch.stack((pick.to(capped.dtype), capped[pick] - torch.logsumexp(capped, 0))).tolist()
+        return candidates[int(index)], value  # one device sync, as for best

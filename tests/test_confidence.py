@@ -1,0 +1,217 @@
+"""Scores from the constrained decoder's decisions, the precision/recall knob, and scores in every output."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from test_decoding import SCHEMA, SCHEMAS, TESTS, setup, train_tiny
+from tiny import DEFAULT_TEXTS, tiny_tokenizer
+
+from nerre.adapter import AdapterSettings
+from nerre.decoding import DecodeOptions, FaithfulDecoder, token_table
+from nerre.decoding.confidence import attach_scores, document_score, keep_confident
+from nerre.decoding.passes import ModelPasses
+from nerre.example import Entity, Example, Relation
+from nerre.formulation import TaggedText
+from nerre.loaders import read_jsonl
+from nerre.metrics import evaluate
+from nerre.predict import Extractor, Prediction, rank_predictions
+from nerre.prompt import PromptBuilder, prompt_ids
+from nerre.schema import Schema
+
+TEXTS = [*DEFAULT_TEXTS[:2], "Marie Curie was born in Warsaw and worked in Paris ."]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def decode(model, tokenizer, formulation, prompts, texts, **options):
+    decoder = FaithfulDecoder(model, tokenizer, prompts, formulation, DecodeOptions(**options))
+    answers = decoder.generate(texts)
+    read, _ = formulation.parse(texts, answers)
+    attach_scores(formulation, token_table(tokenizer), texts, answers, decoder.token_ids, decoder.token_logprobs, read)
+    return answers, read, decoder
+
+
+# ----------------------------------------------------------------------------- the definition
+def test_scores_are_the_products_of_the_decisions_over_the_allowed_candidates():
+    """Recomputed from scratch with one teacher-forced forward pass of the whole answer: at each answer token,
+    the softmax of the model's logits over the tokens the grammar allowed there; an entity's score is the
+    product over the tokens from its opening tag to its closing tag, a relation's over its line."""
+    model, tokenizer, formulation, prompts = setup(SCHEMAS["relations"], "byte_level")
+    answers, read, decoder = decode(model, tokenizer, formulation, prompts, TEXTS, speculate=16)
+    table = token_table(tokenizer)
+    checked = 0
+    for text, answer, ids, example in zip(TEXTS, answers, decoder.token_ids, read):
+        prompt = prompt_ids(tokenizer, prompts, text)
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt + ids])).logits[0, len(prompt) - 1 :]
+        allowed = formulation.grammar(text, table).candidates(ids)
+        logp = [torch.log_softmax(logits[k, c], 0)[c.index(t)].item() for k, (c, t) in enumerate(zip(allowed, ids))]
+        assert decoder.token_logprobs[read.index(example)][: len(ids)] == pytest.approx(logp, abs=1e-4)
+        ends = [len(b"".join(table.token_bytes[t] for t in ids[: k + 1])) for k in range(len(ids))]
+        entity_ranges, relation_ranges = formulation.answer_spans(text, answer, example.entities)
+        assert set(entity_ranges) == set(example.entities)
+        for entity, (begin, end) in entity_ranges.items():
+            label = formulation.schema.entity(entity.label).display
+            assert answer[begin:end].startswith(f"<{label}>") and answer[begin:end].endswith(f"</{label}>")
+            first = next(k for k, e in enumerate(ends) if e > len(answer[:begin].encode()))
+            last = next(k for k, e in enumerate(ends) if e >= len(answer[:end].encode()))
+            assert example.scores[entity] == pytest.approx(math.exp(sum(logp[first : last + 1])), rel=1e-3, abs=1e-9)
+            checked += 1
+        for relation, (begin, end) in relation_ranges:
+            assert answer[begin] == "\n" and "\n" not in answer[begin + 1 : end] and relation in example.scores
+        assert example.score == pytest.approx(document_score(decoder.token_logprobs[read.index(example)]))
+        assert all(0.0 <= v <= 1.0 for v in example.scores.values())
+    assert checked >= 5
+
+
+def test_scores_cost_no_decision_and_are_deterministic():
+    model, tokenizer, formulation, prompts = setup(SCHEMAS["relations"], "byte_level")
+    plain = FaithfulDecoder(model, tokenizer, prompts, formulation, DecodeOptions(scores=False)).generate(TEXTS)
+    answers, first, _ = decode(model, tokenizer, formulation, prompts, TEXTS)
+    _, same, _ = decode(model, tokenizer, formulation, prompts, TEXTS)
+    _, stepwise, _ = decode(model, tokenizer, formulation, prompts, TEXTS, batch_size=1, speculate=0)
+    assert answers == plain  # scoring changes no choice
+    assert [e.scores for e in first] == [e.scores for e in same] and [e.score for e in first] == [e.score for e in same]
+    for a, b in zip(first, stepwise):  # packing and speculation: the same up to floating-point noise
+        assert a.scores.keys() == b.scores.keys() and a.score == pytest.approx(b.score, rel=1e-4)
+        assert all(a.scores[k] == pytest.approx(b.scores[k], rel=1e-3) for k in a.scores)
+    passes = ModelPasses(model)
+    torch.manual_seed(1)
+    for _ in range(50):
+        hidden = torch.randn(model.config.hidden_size) * 3
+        candidates = sorted(torch.randperm(len(tokenizer))[:7].tolist())
+        choice, logprob = passes.choose(hidden, candidates)
+        assert choice == passes.best(hidden, candidates)
+        full = model.lm_head(hidden)  # softcapping included in the probabilities
+        capped = torch.tanh(full / 30.0) * 30.0
+        assert logprob == pytest.approx(torch.log_softmax(capped[candidates], 0)[candidates.index(choice)].item(), abs=1e-5)
+    assert passes.choose(hidden, [5]) == (5, 0.0)
+
+
+# ----------------------------------------------------------------------------- a trained model: the knob
+@pytest.fixture(scope="module")
+def trained():
+    examples = read_jsonl(TESTS / "data" / "tiny.jsonl")
+    formulation = TaggedText(Schema(**SCHEMA))
+    prompts = PromptBuilder(formulation)
+    texts = [prompts.prompt(ex.text) + formulation.encode(ex) for ex in examples] * 4
+    tokenizer = tiny_tokenizer(texts, vocab_size=2000)
+    model = train_tiny(tokenizer, formulation, prompts, examples)
+    return model, tokenizer, formulation, prompts, examples
+
+
+def test_a_trained_model_is_confident_where_it_is_right(trained):
+    model, tokenizer, formulation, prompts, examples = trained
+    _, read, _ = decode(model, tokenizer, formulation, prompts, examples)
+    assert all(p.same_annotations(g) for p, g in zip(read, examples))
+    scores = [v for p in read for v in p.scores.values()]
+    assert len(scores) == 7 + 4 and min(scores) > 0.5
+
+
+def test_the_entity_bias_moves_precision_and_recall_in_opposite_directions(trained):
+    model, tokenizer, formulation, prompts, examples = trained
+    results = {}
+    for bias in (-1e4, 0.0, 8.0):
+        _, read, _ = decode(model, tokenizer, formulation, prompts, examples, entity_bias=bias)
+        scores = evaluate(examples, read)["entities"]
+        results[bias] = (sum(len(p.entities) for p in read), scores["precision"], scores["recall"])
+    (none, _, recall_low), (base, precision_base, recall_base), (many, precision_high, recall_high) = results.values()
+    assert none == 0 and recall_low == 0.0  # a large negative bias opens no tag
+    assert base == 7 and precision_base == recall_base == 1.0
+    assert many > base and recall_high == 1.0 and precision_high < precision_base  # more tags: precision pays
+
+
+def test_the_relation_bias_writes_more_or_no_relation_lines(trained):
+    model, tokenizer, formulation, prompts, examples = trained
+    counts = {}
+    for bias in (-1e4, 0.0, 1e4):
+        _, read, _ = decode(model, tokenizer, formulation, prompts, examples, relation_bias=bias)
+        counts[bias] = sum(len(p.relations) for p in read)
+    assert counts[-1e4] == 0 < counts[0.0] == 4 < counts[1e4]
+
+
+def test_a_score_threshold_keeps_only_the_confident(trained):
+    model, tokenizer, formulation, prompts, examples = trained
+    _, read, _ = decode(model, tokenizer, formulation, prompts, examples)
+    example = read[2]  # Acme hired Bob Lee in Rome: three entities, two relations
+    weakest = min(example.entities, key=example.scores.get)
+    dropped = keep_confident(example, min_entity=example.scores[weakest] + 1e-9)
+    assert weakest not in example.entities and len(example.entities) == 2
+    assert all(weakest not in (r.head, r.tail) for r in example.relations)
+    assert dropped["entities"] == 1 and dropped["relations_with_a_dropped_argument"] >= 1
+    assert set(example.scores) == set(example.entities) | set(example.relations)
+    other = read[1]
+    assert len(other.relations) == 1 and keep_confident(other, min_relation=1.01) == {"relations": 1}
+    assert other.relations == [] and len(other.entities) == 2
+
+
+def test_the_extractor_scores_thresholds_and_ranks(trained):
+    model, tokenizer, formulation, _, examples = trained
+    settings = AdapterSettings(base_model="tiny", formulation="tagged", schema=SCHEMA, max_sequence_tokens=512)
+    extractor = Extractor(model, tokenizer, settings, constrained=True, batch_size=3)
+    predictions = extractor([ex.text for ex in examples])
+    assert all(p.example.score is not None and len(p.example.scores) == len(p.example.entities) +
+               len(p.example.relations) for p in predictions)
+    record = predictions[2].to_dict()
+    assert record["score"] == round(predictions[2].example.score, 6)
+    assert all("score" in e for e in record["entities"]) and all("score" in r for r in record["relations"])
+    ranked = rank_predictions(predictions, "uncertainty", limit=2)
+    ordered = sorted(p.example.score for p in predictions)
+    assert [p.example.score for p in ranked] == ordered[:2]
+    strict = Extractor(model, tokenizer, settings, constrained=True, min_entity_score=1.01)
+    assert all(not p.example.entities and not p.example.relations for p in strict([ex.text for ex in examples]))
+
+
+def test_rank_keeps_input_order_without_ranking_and_puts_unscored_last():
+    predictions = [Prediction(Example(t, id=t, score=s)) for t, s in (("a", 0.9), ("b", None), ("c", 0.1))]
+    assert [p.example.id for p in rank_predictions(predictions, "uncertainty")] == ["c", "a", "b"]
+    assert [p.example.id for p in rank_predictions(predictions, None, 2)] == ["a", "b"]
+
+
+def test_windows_keep_their_scores_when_merged():
+    from nerre.predict import _merge
+
+    first = Example("John", [Entity(0, 4, "PER")], id="d@0", scores={Entity(0, 4, "PER"): 0.8}, score=0.7)
+    head, tail = Entity(0, 4, "ORG"), Entity(5, 9, "LOC")
+    second = Example("Acme Rome", [head, tail], [Relation(head, tail, "in")], id="d@6",
+                     scores={head: 0.6, tail: 0.5, Relation(head, tail, "in"): 0.4}, score=0.3)
+    merged = _merge(Example("John, Acme Rome", id="d"), [(first, {}, ""), (second, {}, "")]).example
+    moved = Relation(Entity(6, 10, "ORG"), Entity(11, 15, "LOC"), "in")
+    assert merged.scores == {Entity(0, 4, "PER"): 0.8, moved.head: 0.6, moved.tail: 0.5, moved: 0.4}
+    assert merged.score == 0.3 and merged.relations == [moved]
+
+
+def test_scores_take_no_part_in_equality():
+    entity = Entity(0, 4, "PER")
+    assert Example("John", [entity], scores={entity: 0.1}, score=0.1) == Example("John", [entity])
+    assert hash(entity) == hash(Entity(0, 4, "PER"))
+    record = Example("John", [entity], scores={entity: 0.25}, score=0.5).to_dict()
+    assert record["entities"][0]["score"] == 0.25 and record["score"] == 0.5
+    back = Example.from_dict(record)
+    assert back.scores == {entity: 0.25} and back.score == 0.5
+    assert "score" not in Example("John", [entity]).to_dict()["entities"][0]
+
+
+def write_scored(path: Path) -> list[Example]:
+    """Two scored predictions of tests/data/tiny.jsonl's first texts, one entity weak."""
+    gold = read_jsonl(TESTS / "data" / "tiny.jsonl")[:2]
+    out = []
+    for ex in gold:
+        pred = Example(ex.text, ex.entities, ex.relations, id=ex.id)
+        pred.scores = {e: 0.9 for e in ex.entities} | {r: 0.8 for r in ex.relations}
+        pred.scores[ex.entities[1]] = 0.2
+        pred.score = 0.2
+        out.append(pred)
+    path.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in out))
+    return out
