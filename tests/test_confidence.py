@@ -204,14 +204,83 @@ def test_scores_take_no_part_in_equality():
 
 
 def write_scored(path: Path) -> list[Example]:
-    """Two scored predictions of tests/data/tiny.jsonl's first texts, one entity weak."""
-    gold = read_jsonl(TESTS / "data" / "tiny.jsonl")[:2]
+    """Scored predictions of tests/data/tiny.jsonl: the gold, each second entity weak."""
+    gold = read_jsonl(TESTS / "data" / "tiny.jsonl")
     out = []
     for ex in gold:
         pred = Example(ex.text, ex.entities, ex.relations, id=ex.id)
         pred.scores = {e: 0.9 for e in ex.entities} | {r: 0.8 for r in ex.relations}
-        pred.scores[ex.entities[1]] = 0.2
+        if ex.entities:
+            pred.scores[ex.entities[1]] = 0.2
         pred.score = 0.2
         out.append(pred)
     path.write_text("".join(json.dumps(p.to_dict()) + "\n" for p in out))
     return out
+
+
+# ----------------------------------------------------------------------------- scores in every output
+def test_jsonl_scores_and_evaluate_min_score(tmp_path, capsys):
+    from nerre.cli import run
+
+    write_scored(tmp_path / "pred.jsonl")
+    gold = str(TESTS / "data" / "tiny.jsonl")
+    run(["evaluate", "--gold", gold, "--pred", str(tmp_path / "pred.jsonl")])
+    everything = json.loads(capsys.readouterr().out)
+    run(["evaluate", "--gold", gold, "--pred", str(tmp_path / "pred.jsonl"), "--min_score", "0.5"])
+    confident = json.loads(capsys.readouterr().out)
+    assert everything["entities"]["precision"] == 1.0 and confident["entities"]["precision"] == 1.0
+    assert confident["entities"]["recall"] < everything["entities"]["recall"]  # the weak entities dropped
+    assert confident["dropped"] == {"entities": 3, "relations_with_a_dropped_argument": 4}
+    assert confident["relations"]["strict"]["f1"] == 0.0
+    run(["evaluate", "--gold", gold, "--pred", str(tmp_path / "pred.jsonl"), "--min_score", "0.1",
+         "--min_relation_score", "0.85"])
+    assert json.loads(capsys.readouterr().out)["dropped"] == {"relations": 4}
+    with pytest.raises(SystemExit):
+        from nerre.cli import main
+        main(["evaluate", "--gold", gold, "--pred", gold, "--min_score", "0.5"])
+    assert "holds no scores" in capsys.readouterr().err
+
+
+def test_spacy_scores_survive_docbin_and_to_disk(tmp_path):
+    import spacy
+    from spacy.tokens import Doc
+
+    from nerre.loaders import read_docbin
+    from nerre.spacy_export import from_doc, save_docbin, to_docs
+
+    predictions = write_scored(tmp_path / "pred.jsonl")
+    docs, _ = to_docs(predictions)
+    assert docs[0].spans["nerre"].attrs["scores"] == [0.9, 0.2]
+    assert [t.score for t in docs[0]._.relations] == [0.8] and docs[0]._.nerre_score == 0.2
+    head, label, tail = docs[0]._.relations[0]  # still a triple
+    save_docbin(docs, tmp_path / "pred.spacy")
+    back = read_docbin(tmp_path / "pred.spacy")
+    assert [b.scores for b in back] == [p.scores for p in predictions] and back[0].score == 0.2
+    docs[1].to_disk(tmp_path / "doc")
+    doc = Doc(spacy.blank("xx").vocab).from_disk(tmp_path / "doc")
+    assert doc.spans["nerre"].attrs["scores"] == [0.9, 0.2] and [t.score for t in doc._.relations] == [0.8]
+    assert from_doc(doc).scores == predictions[1].scores
+
+
+def test_brat_notes_carry_the_scores(tmp_path):
+    from nerre.loaders import ReadNotes, read_brat, write_examples
+
+    predictions = write_scored(tmp_path / "pred.jsonl")
+    write_examples(predictions, tmp_path / "brat", "brat")
+    ann = (tmp_path / "brat" / "tiny-0.ann").read_text().splitlines()
+    assert ann[-3:] == ["#1\tAnnotatorNotes T1\tscore=0.9000", "#2\tAnnotatorNotes T2\tscore=0.2000",
+                        "#3\tAnnotatorNotes R1\tscore=0.8000"]
+    notes = ReadNotes()
+    back = read_brat(tmp_path / "brat", notes=notes)
+    assert [b.scores for b in back] == [p.scores for p in predictions] and not notes  # nothing ignored
+
+
+def test_doccano_holds_the_document_score_only(tmp_path):
+    from nerre.loaders import read_doccano, write_examples
+
+    predictions = write_scored(tmp_path / "pred.jsonl")
+    lost = write_examples(predictions, tmp_path / "pred.jsonl", "doccano")
+    record = json.loads((tmp_path / "pred.jsonl").read_text().splitlines()[0])
+    assert record["score"] == 0.2 and all("score" not in e for e in record["entities"])
+    assert lost.lines()[0].startswith(f"{sum(len(p.scores) for p in predictions)} entity and relation scores not written")
+    assert [e.score for e in read_doccano(tmp_path / "pred.jsonl")] == [0.2] * 4
