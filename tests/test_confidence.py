@@ -284,3 +284,33 @@ def test_doccano_holds_the_document_score_only(tmp_path):
     assert record["score"] == 0.2 and all("score" not in e for e in record["entities"])
     assert lost.lines()[0].startswith(f"{sum(len(p.scores) for p in predictions)} entity and relation scores not written")
     assert [e.score for e in read_doccano(tmp_path / "pred.jsonl")] == [0.2] * 4
+
+
+def test_predict_ranks_the_least_confident_first_and_names_the_adapter(tiny_adapter, tmp_path, capsys):
+    from nerre.cli import run
+
+    gold = str(TESTS / "data" / "tiny.jsonl")
+    out = tmp_path / "all.jsonl"
+    run(["predict", "--adapter", str(tiny_adapter), "--input", gold, "--output", str(out)])
+    every = [json.loads(line) for line in out.read_text().splitlines()]
+    capsys.readouterr()
+    assert all(isinstance(r["score"], float) for r in every)
+    assert all("score" in e for r in every for e in r["entities"])
+    run(["predict", "--adapter", str(tiny_adapter), "--input", gold, "--output", str(tmp_path / "next.jsonl"),
+         "--rank", "uncertainty", "--limit", "2"])
+    summary = json.loads(capsys.readouterr().out)
+    ranked = [json.loads(line) for line in (tmp_path / "next.jsonl").read_text().splitlines()]
+    least = sorted(every, key=lambda r: r["score"])[:2]
+    assert [r["id"] for r in ranked] == [r["id"] for r in least] and summary["examples"] == 2
+    assert summary["model_version"] == f"nerre:{tiny_adapter.parent.name}/adapter"
+    run(["predict", "--adapter", str(tiny_adapter), "--input", gold, "--output", str(tmp_path / "tasks.json"),
+         "--to", "labelstudio", "--rank", "uncertainty", "--limit", "1"])
+    capsys.readouterr()
+    (task,) = json.loads((tmp_path / "tasks.json").read_text())
+    prediction = task["predictions"][0]
+    assert prediction["model_version"] == summary["model_version"] and prediction["score"] == least[0]["score"]
+    assert task["data"]["nerre_id"] == least[0]["id"]
+    with pytest.raises(SystemExit):
+        from nerre.cli import main
+        main(["predict", "--adapter", str(tiny_adapter), "--input", gold, "--output", str(out), "--rank", "random"])
+    assert "the one ranking is 'uncertainty'" in capsys.readouterr().err
