@@ -109,7 +109,7 @@ class Example:
     tokens: list[Token] | None = None
     id: str | None = None
     scores: dict[Entity | Relation, float] = field(default_factory=dict, compare=False, repr=False)
-    score: float | None = field(default=None, compare=False)
+    score: float | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.tokens is None:

@@ -64,7 +64,8 @@ class Extractor:
             formulation has a grammar (tagged, bio), free otherwise (json).
         batch_size: texts decoded together.
         knobs: more :class:`~nerre.decoding.DecodeOptions` (``entity_bias``, ``relation_bias``,
-            ``min_entity_score``, ``min_relation_score``, ``scores``): the precision/recall knob.
+            ``min_entity_score``, ``min_relation_score``, ``scores``, ``temperature``: by default the
+            adapter's ``score_temperature``): the precision/recall knob.
         model_version: names the adapter in the files written (Label Studio's ``model_version``).
     """
 
@@ -77,6 +78,7 @@ class Extractor:
         self.formulation, self.prompts = settings.build()
         self.constrained = use_constraints(self.formulation, constrained)
         self.batch_size = batch_size
+        knobs.setdefault("temperature", settings.score_temperature)
         self.options = DecodeOptions(constrained=self.constrained, batch_size=batch_size,
                                      max_sequence_tokens=settings.max_sequence_tokens, **knobs)
         self.decoder = FaithfulDecoder(model, tokenizer, self.prompts, self.formulation, self.options)

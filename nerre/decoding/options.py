@@ -35,6 +35,9 @@ class DecodeOptions:
         scores: constrained mode: keep the log-probability of every decision, for the scores of
             :mod:`nerre.decoding.confidence` (a softmax over the allowed candidates only; off: the
             greedy choice alone, as before scores existed).
+        temperature: the temperature of the score softmax (the model's logits are divided by it before the
+            softmax over the candidates; no choice changes): fitted on dev for calibrated scores
+            (``benchmarks/calibration.py``), saved with the adapter as ``score_temperature``.
         entity_bias: constrained mode: added to the log-probability of every candidate that opens an
             entity tag before the greedy choice: above 0 more tags open (recall up), below 0 fewer
             (precision up); 0 (default) leaves decoding exactly as it was. Scores stay the model's own.
@@ -53,6 +56,7 @@ class DecodeOptions:
     max_nesting: int = 4
     max_sequence_tokens: int | None = None
     scores: bool = True
+    temperature: float = 1.0
     entity_bias: float = 0.0
     relation_bias: float = 0.0
     min_entity_score: float = 0.0

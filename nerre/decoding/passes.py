@@ -288,17 +288,26 @@ class ModelPasses:
             return candidates[0]
         return candidates[int(torch.argmax(self._logits(hidden, candidates)))]
 
-    def choose(self, hidden: torch.Tensor, candidates: list[int], bias: torch.Tensor | None = None) -> tuple[int, float]:
+    def candidate_logits(self, hidden: torch.Tensor, candidates: list[int]) -> torch.Tensor:
+        """The model's final logits of ``candidates`` at ``hidden`` (float32, softcapped where the model caps them)."""
+        logits = self._logits(hidden, candidates).float()
+        return torch.tanh(logits / self._softcap).mul_(self._softcap) if self._softcap else logits
+
+    def choose(self, hidden: torch.Tensor, candidates: list[int], bias: torch.Tensor | None = None,
+               temperature: float = 1.0) -> tuple[int, float]:
         """The constrained greedy choice and its log-probability among ``candidates`` (softmax over them only).
 
         Without ``bias`` the choice is :meth:`best`'s (the argmax of the raw logits, ties to the lowest id);
         ``bias`` (one value per candidate) is added to the log-probabilities before the argmax. The
-        log-probability returned is the model's own, without the bias. One candidate: log-probability 0.
+        log-probability returned is the model's own (at ``temperature``), without the bias. One candidate:
+        log-probability 0.
         """
         if len(candidates) == 1:
             return candidates[0], 0.0
         logits = self._logits(hidden, candidates).float()
         capped = torch.tanh(logits / self._softcap).mul_(self._softcap) if self._softcap else logits
         pick = torch.argmax(logits if bias is None else capped + bias)  # a constant shift changes no choice
+        if temperature != 1.0:
+            capped = capped / temperature
         index, value = torch.stack((pick.to(capped.dtype), capped[pick] - torch.logsumexp(capped, 0))).tolist()
         return candidates[int(index)], value  # one device sync, as for best

@@ -272,7 +272,7 @@ class SpeculativeDecoder:
                 break
             if scored:
                 bias = self._bias(grammar, row.state, candidates, hidden.device) if biased else None
-                choice, logprob = self.passes.choose(hidden[j], candidates, bias)
+                choice, logprob = self.passes.choose(hidden[j], candidates, bias, self.options.temperature)
                 row.logprobs.append(logprob)
             else:
                 choice = self.passes.best(hidden[j], candidates)
