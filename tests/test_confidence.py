@@ -91,12 +91,15 @@ def test_scores_cost_no_decision_and_are_deterministic():
     for _ in range(50):
         hidden = torch.randn(model.config.hidden_size) * 3
         candidates = sorted(torch.randperm(len(tokenizer))[:7].tolist())
-        choice, logprob = passes.choose(hidden, candidates)
+        choice, decision = passes.choose(hidden, candidates)
         assert choice == passes.best(hidden, candidates)
+        (logprob,) = passes.log_probs([decision])
         full = model.lm_head(hidden)  # softcapping included in the probabilities
         capped = torch.tanh(full / 30.0) * 30.0
         assert logprob == pytest.approx(torch.log_softmax(capped[candidates], 0)[candidates.index(choice)].item(), abs=1e-5)
-    assert passes.choose(hidden, [5]) == (5, 0.0)
+    assert passes.choose(hidden, [5]) == (5, None) and passes.log_probs([None, decision, None]) == [0.0, logprob, 0.0]
+    assert passes.log_probs([decision], temperature=2.0)[0] == pytest.approx(
+        torch.log_softmax(capped[candidates] / 2.0, 0)[candidates.index(choice)].item(), abs=1e-5)
 
 
 # ----------------------------------------------------------------------------- a trained model: the knob

@@ -288,26 +288,45 @@ class ModelPasses:
             return candidates[0]
         return candidates[int(torch.argmax(self._logits(hidden, candidates)))]
 
-    def candidate_logits(self, hidden: torch.Tensor, candidates: list[int]) -> torch.Tensor:
-        """The model's final logits of ``candidates`` at ``hidden`` (float32, softcapped where the model caps them)."""
-        logits = self._logits(hidden, candidates).float()
+    def _cap(self, logits: torch.Tensor) -> torch.Tensor:
+        """Final-logit softcapping where the model caps its logits (float32)."""
+        logits = logits.float()
         return torch.tanh(logits / self._softcap).mul_(self._softcap) if self._softcap else logits
 
-    def choose(self, hidden: torch.Tensor, candidates: list[int], bias: torch.Tensor | None = None,
-               temperature: float = 1.0) -> tuple[int, float]:
-        """The constrained greedy choice and its log-probability among ``candidates`` (softmax over them only).
+    def candidate_logits(self, hidden: torch.Tensor, candidates: list[int]) -> torch.Tensor:
+        """The model's final logits of ``candidates`` at ``hidden`` (float32, softcapped where the model caps them)."""
+        return self._cap(self._logits(hidden, candidates))
 
-        Without ``bias`` the choice is :meth:`best`'s (the argmax of the raw logits, ties to the lowest id);
-        ``bias`` (one value per candidate) is added to the log-probabilities before the argmax. The
-        log-probability returned is the model's own (at ``temperature``), without the bias. One candidate:
-        log-probability 0.
+    def choose(self, hidden: torch.Tensor, candidates: list[int], bias: torch.Tensor | None = None
+               ) -> tuple[int, Decision | None]:
+        """The constrained greedy choice, and the decision to score later with :meth:`log_probs`.
+
+        Without ``bias`` the choice is :meth:`best`'s (the argmax of the raw logits, ties to the lowest id)
+        at the same cost: the logits are kept, not normalised here. ``bias`` (one value per candidate) is
+        added to the (softcapped) logits before the argmax. One candidate: no decision (None).
         """
         if len(candidates) == 1:
-            return candidates[0], 0.0
-        logits = self._logits(hidden, candidates).float()
-        capped = torch.tanh(logits / self._softcap).mul_(self._softcap) if self._softcap else logits
-        pick = torch.argmax(logits if bias is None else capped + bias)  # a constant shift changes no choice
+            return candidates[0], None
+        logits = self._logits(hidden, candidates)
+        pick = int(torch.argmax(logits if bias is None else self._cap(logits) + bias))
+        return candidates[pick], (logits, pick)
+
+    def log_probs(self, decisions: Sequence[Decision | None], temperature: float = 1.0) -> list[float]:
+        """The log-probability of each decision's choice under the softmax over its candidates only (the model's
+        own, without any bias; logits divided by ``temperature``); 0.0 where there was no decision. All the
+        decisions of an answer at once: a few tensor operations, whatever their number."""
+        taken = [d for d in decisions if d is not None]
+        if not taken:
+            return [0.0] * len(decisions)
+        lengths = torch.tensor([len(logits) for logits, _ in taken])
+        padded = self._cap(torch.nn.utils.rnn.pad_sequence([logits for logits, _ in taken], batch_first=True))
         if temperature != 1.0:
-            capped = capped / temperature
-        index, value = torch.stack((pick.to(capped.dtype), capped[pick] - torch.logsumexp(capped, 0))).tolist()
-        return candidates[int(index)], value  # one device sync, as for best
+            padded = padded / temperature
+        padded = padded.cpu().masked_fill_(torch.arange(padded.shape[1])[None] >= lengths[:, None], float("-inf"))
+        picks = torch.tensor([[pick] for _, pick in taken])
+        values = iter((padded.gather(1, picks)[:, 0] - torch.logsumexp(padded, 1)).tolist())
+        return [0.0 if d is None else next(values) for d in decisions]
+
+
+Decision = tuple[torch.Tensor, int]
+"""One constrained choice among several candidates: their logits (as computed) and the index taken."""

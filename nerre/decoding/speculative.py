@@ -30,7 +30,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from nerre.decoding.options import DecodeOptions, DecodeStats, Progress, answer_budget, capped_budget
-from nerre.decoding.passes import Cache, ModelPasses
+from nerre.decoding.passes import Cache, Decision, ModelPasses
 from nerre.decoding.vocabulary import token_table
 from nerre.formulation import Formulation, Grammar, Source, source_text
 from nerre.prompt import PromptBuilder, prompt_ids
@@ -62,8 +62,8 @@ class _Row:
     cache: Cache
     pending: list[int]  #: tokens fed to the model next, before the proposal
     answer: list[int] = field(default_factory=list)
-    #: the log-probability of each answer token among the candidates allowed there (0: the only one)
-    logprobs: list[float] = field(default_factory=list)
+    #: the decision of each answer token, scored when the answer is done (None: the only candidate)
+    decisions: list[Decision | None] = field(default_factory=list)
     proposal: list[int] = field(default_factory=list)
     finished: bool = False
 
@@ -121,7 +121,8 @@ class SpeculativeDecoder:
             for row in [r for r in active if r.finished]:
                 active.remove(row)
                 answers[row.index], token_ids[row.index] = self._finish(row)
-                logprobs[row.index] = row.logprobs[: row.budget]
+                if row.decisions:
+                    logprobs[row.index] = self.passes.log_probs(row.decisions[: row.budget], self.options.temperature)
                 done += 1
                 if progress:
                     progress(done, len(sources))
@@ -262,7 +263,7 @@ class SpeculativeDecoder:
                     forced = (tail + [table.eos_id])[:left]
                     row.answer.extend(forced)  # complete the answer without the model
                     if scored:
-                        row.logprobs.extend([0.0] * len(forced))
+                        row.decisions.extend([None] * len(forced))
                     row.finished = True
                     break
             candidates = grammar.allowed(row.state)
@@ -272,8 +273,8 @@ class SpeculativeDecoder:
                 break
             if scored:
                 bias = self._bias(grammar, row.state, candidates, hidden.device) if biased else None
-                choice, logprob = self.passes.choose(hidden[j], candidates, bias, self.options.temperature)
-                row.logprobs.append(logprob)
+                choice, decision = self.passes.choose(hidden[j], candidates, bias)
+                row.decisions.append(decision)
             else:
                 choice = self.passes.best(hidden[j], candidates)
             row.answer.append(choice)
