@@ -83,7 +83,7 @@ def sweep(gold: list, predictions: list, thresholds: list[float], kind: str, sym
         scores = evaluate(gold, kept, symmetric=symmetric)
         scores = scores["entities"] if kind == "entities" else scores["relations"]["strict"]
         points.append({"threshold": round(threshold, 4), "precision": scores["precision"], "recall": scores["recall"],
-                       "f1": scores["f1"]})
+                       "f1": scores["f1"], "predicted": scores["predicted"]})
     return points
 
 
@@ -105,8 +105,9 @@ def plot(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 5), squeeze=False)
     for ax, kind in zip(axes[0], kinds):
         for bias, curve in result["curves"][kind].items():
-            ax.plot([p["recall"] for p in curve], [p["precision"] for p in curve], marker=".", markersize=3,
-                    label=f"bias {float(bias):+g}")
+            shown = [p for p in curve if p["predicted"]]  # precision is undefined where nothing is predicted
+            ax.plot([p["recall"] for p in shown], [p["precision"] for p in shown], marker=".", markersize=3,
+                    label=f"bias {float(bias):+g}" + ("" if shown else " (predicts nothing)"))
         for key, marker, label in (("best_f1", "*", "best F1"), ("target_recall", "o", "recall target")):
             point = result[kind].get(key)
             if point:
@@ -114,6 +115,8 @@ def plot(result: dict, path: Path) -> None:
                         label=f"{label}: bias {point['bias']:+g}, threshold {point['threshold']:g}")
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{result['name']}: {kind}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -83,6 +83,8 @@ class Extractor:
                                      max_sequence_tokens=settings.max_sequence_tokens, **knobs)
         self.decoder = FaithfulDecoder(model, tokenizer, self.prompts, self.formulation, self.options)
         self.table = token_table(tokenizer) if self.constrained else None
+        #: what the score thresholds (``min_entity_score``, ``min_relation_score``) dropped so far, by kind
+        self.dropped: Counter = Counter()
         #: the most model tokens of input per window (longer texts are split)
         self.window_tokens = input_window_tokens(settings.max_sequence_tokens,
                                                  len(prompt_ids(tokenizer, self.prompts, "")),
@@ -182,7 +184,7 @@ class Extractor:
         decoder = self.decoder
         attach_scores(self.formulation, self.table, pieces, outputs, decoder.token_ids, decoder.token_logprobs, read)
         for example in read:
-            keep_confident(example, self.options.min_entity_score, self.options.min_relation_score)
+            self.dropped.update(keep_confident(example, self.options.min_entity_score, self.options.min_relation_score))
 
 
 def input_window_tokens(max_sequence_tokens: int, prompt_tokens: int, answer_scale: int = 2) -> int:
@@ -385,6 +387,8 @@ def predict(
         "format": out_format,
         "model_version": extractor.model_version,
     }
+    if extractor.dropped:
+        summary["dropped by the score thresholds"] = dict(extractor.dropped)
     if rank:
         summary["ranked"] = f"{rank}: least confident first, {len(predictions)} of {len(examples)} documents written"
     if lost is not None:

@@ -174,6 +174,7 @@ def test_the_extractor_scores_thresholds_and_ranks(trained):
     assert [p.example.score for p in ranked] == ordered[:2]
     strict = Extractor(model, tokenizer, settings, constrained=True, min_entity_score=1.01)
     assert all(not p.example.entities and not p.example.relations for p in strict([ex.text for ex in examples]))
+    assert strict.dropped == {"entities": 7, "relations_with_a_dropped_argument": 4}
 
 
 def test_rank_keeps_input_order_without_ranking_and_puts_unscored_last():
