@@ -266,6 +266,10 @@ def test_labelstudio_predictions_carry_scores_and_model_version(tmp_path):
     assert [r["score"] for r in spans_] == [r["value"]["score"] for r in spans_] == [0.5, 0.51, 0.52, 0.53, 0.54, 0.55]
     pair = next(r for r in prediction["result"] if r["type"] == "relation" and len(r["labels"]) == 2)
     assert pair["score"] == round(min(first.scores[r] for r in first.relations if r.label in ("knows", "treats")), 6)
+    (back,) = read_labelstudio(tmp_path / "pred.json")  # read from the prediction: its scores come back
+    assert back.score == 0.25 and {e: back.scores[e] for e in back.entities} == {e: first.scores[e] for e in first.entities}
+    assert back.scores[next(r for r in back.relations if r.label == "takes")] == pytest.approx(first.scores[
+        next(r for r in first.relations if r.label == "takes")], abs=1e-6)
 
 
 def test_labelstudio_bad_input(tmp_path):

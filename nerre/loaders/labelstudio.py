@@ -69,18 +69,18 @@ def read_labelstudio(
             if not isinstance(task.get("data"), dict):
                 raise record.error(path, "a task needs 'data', an object holding the text")
             text = _text(path, record, task["data"], text_field)
-            tasks.append((record, text, _results(path, record, task, notes)))
+            tasks.append((record, text, *_results(path, record, task, notes)))
         else:
             text = _text(path, record, task, text_field)
-            tasks.append((record, text, _min_results(task)))
+            tasks.append((record, text, _min_results(task), None))
             notes.say("JSON-MIN export: it holds no relations (export JSON to keep them)")
             if "annotation_id" in task and task["annotation_id"] is None and not tasks[-1][2]:
                 notes.add("JSON-MIN records of tasks without an annotation read without entities (JSON-MIN holds "
                           "only their data, never predictions; export JSON to read predictions)", record.where(path))
-    samples = (SpanSample(text, v["start"], v["end"], v.get("text")) for _, text, results in tasks
+    samples = (SpanSample(text, v["start"], v["end"], v.get("text")) for _, text, results, _ in tasks
                for r in results if _is_span(r) for v in [r["value"]])
     units = choose_units(samples, offsets, notes)
-    return [_example(path, record, text, results, units, notes) for record, text, results in tasks]
+    return [_example(path, record, text, results, units, notes, score) for record, text, results, score in tasks]
 
 
 def _text(path: Path, record: Record, data: dict[str, Any], text_field: str | None) -> str:
@@ -92,8 +92,10 @@ def _text(path: Path, record: Record, data: dict[str, Any], text_field: str | No
     return data[field]
 
 
-def _results(path: Path, record: Record, task: dict[str, Any], notes: ReadNotes) -> list[dict[str, Any]]:
-    """The result list of the annotation to read (or of the prediction, for a task without one)."""
+def _results(path: Path, record: Record, task: dict[str, Any], notes: ReadNotes
+             ) -> tuple[list[dict[str, Any]], float | None]:
+    """The result list of the annotation to read (or of the prediction, for a task without one), and the
+    prediction's score."""
     where = record.where(path)
     annotations = task.get("annotations", task.get("completions")) or []
     kept = [a for a in annotations if isinstance(a, dict) and not (a.get("was_cancelled") or a.get("skipped"))]
@@ -110,18 +112,24 @@ def _results(path: Path, record: Record, task: dict[str, Any], notes: ReadNotes)
     elif predictions and all(is_int(p) for p in predictions):
         notes.add(f"tasks without an annotation whose predictions the export holds as ids only read without "
                   f"entities; {FULL_PREDICTIONS}", where)
-        return []
+        return [], None
     elif predictions:
         chosen = predictions[-1]
     else:
         notes.add("tasks without an annotation read without entities", where)
-        return []
+        return [], None
     results = chosen.get("result") if isinstance(chosen, dict) else None
     if not isinstance(results, list):
         what = "an annotation" if kept else "a prediction"
         raise record.error(path, f"{what} needs 'result', a list; found {json_type(chosen)}"
                            f"{'' if isinstance(chosen, dict) else f' {chosen!r}'}")
-    return results
+    return results, None if kept else _score(chosen)
+
+
+def _score(item: dict[str, Any]) -> float | None:
+    """A ``score`` of a result, a value or a prediction, where it is a number."""
+    score = item.get("score")
+    return float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
 
 
 def _min_results(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -136,9 +144,11 @@ def _is_span(result: Any) -> bool:
             and is_int(value.get("start")) and is_int(value.get("end")))
 
 
-def _example(path: Path, record: Record, text: str, results: list, units: str, notes: ReadNotes) -> Example:
+def _example(path: Path, record: Record, text: str, results: list, units: str, notes: ReadNotes,
+             score: float | None = None) -> Example:
     where = record.where(path)
     regions: dict[Any, list[Entity]] = {}
+    scores: dict[Entity | Relation, float] = {}  # pre-annotations written by nerre carry them
     seen: set[Entity] = set()
     convert = char_offsets(text, units)
     for k, result in enumerate(results):
@@ -170,6 +180,9 @@ def _example(path: Path, record: Record, text: str, results: list, units: str, n
                 notes.add("duplicate spans (same offsets and label in two regions) merged into one entity", where)
             seen.add(entity)
             region.append(entity)
+            found = _score(result) if _score(result) is not None else _score(value)
+            if found is not None:
+                scores[entity] = found
     relations = []
     for result in results:
         if result.get("type") != "relation":
@@ -192,10 +205,12 @@ def _example(path: Path, record: Record, text: str, results: list, units: str, n
         elif result.get("direction") == "bi":
             notes.add("bidirectional relations read from from_id to to_id", where)
         relations += [Relation(head, tail, label) for label in labels]
+        if _score(result) is not None:
+            scores.update((r, _score(result)) for r in relations[-len(labels):])
     entities = sorted({e for group in regions.values() for e in group})
     data = record.data.get("data") if isinstance(record.data.get("data"), dict) else record.data
     rid = data.get(ID_FIELD) if data.get(ID_FIELD) is not None else record.data.get("id")  # nerre's id wins
-    return Example(text, entities, relations, id=str(rid) if rid is not None else where)
+    return Example(text, entities, relations, id=str(rid) if rid is not None else where, scores=scores, score=score)
 
 
 def write_labelstudio(
