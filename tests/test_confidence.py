@@ -318,3 +318,13 @@ def test_predict_ranks_the_least_confident_first_and_names_the_adapter(tiny_adap
         from nerre.cli import main
         main(["predict", "--adapter", str(tiny_adapter), "--input", gold, "--output", str(out), "--rank", "random"])
     assert "the one ranking is 'uncertainty'" in capsys.readouterr().err
+
+
+def test_formats_without_scores_say_so(tmp_path):
+    from nerre.loaders import write_examples
+
+    predictions = write_scored(tmp_path / "pred.jsonl")
+    lost = write_examples(predictions, tmp_path / "pred.conll", "conll")
+    total = sum(len(p.scores) + 1 for p in predictions)
+    assert f"{total} scores not written (conll holds none; jsonl, json, labelstudio, spacy and brat do)" in lost.lines()
+    assert not write_examples(predictions, tmp_path / "again.jsonl", "jsonl")
