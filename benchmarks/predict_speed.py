@@ -10,6 +10,9 @@ the load of a shared machine affects all methods alike:
 * ``prompt-lookup``: ``generate(prompt_lookup_num_tokens=--prompt-lookup)``, one at a time;
 * ``constrained``: nerre's faithful constrained decoder with copy speculation (``--speculate``),
   the prompt-header cache shared across sentences and ``--batch-size`` sentences packed per pass;
+* ``constrained-unscored``: the same without keeping the log-probability of each decision
+  (``DecodeOptions(scores=False)``): the decoder as it was before scores; ``constrained`` gets
+  ``same_as_unscored`` and ``time_vs_unscored``;
 * ``constrained-b1``: the same, one sentence at a time (no packing);
 * ``constrained-stepwise``: the decoder one token per forward pass and one sentence at a time
   (speculation and packing off), to check that they change nothing (``same_as_stepwise``);
@@ -56,8 +59,8 @@ from nerre.prompt import PromptBuilder, PromptSettings, prompt_ids
 from nerre.schema import Schema
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-METHODS = ("generate-b1", "generate-batched", "prompt-lookup", "constrained", "constrained-b1", "constrained-stepwise",
-           "teacher-forced")
+METHODS = ("generate-b1", "generate-batched", "prompt-lookup", "constrained", "constrained-unscored", "constrained-b1",
+           "constrained-stepwise", "teacher-forced")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -143,6 +146,7 @@ class Method:
         if name.startswith("constrained"):
             options = {
                 "constrained": DecodeOptions(speculate=args.speculate, batch_size=args.batch_size),
+                "constrained-unscored": DecodeOptions(speculate=args.speculate, batch_size=args.batch_size, scores=False),
                 "constrained-b1": DecodeOptions(speculate=args.speculate, batch_size=1),
                 "constrained-stepwise": DecodeOptions(speculate=0, batch_size=1),
             }[name]
@@ -264,6 +268,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         if name in by_method and "constrained-stepwise" in by_method:
             pairs = zip(by_method[name]["answers"], by_method["constrained-stepwise"]["answers"])
             by_method[name]["same_as_stepwise"] = f"{sum(a == b for a, b in pairs)}/{len(examples)}"
+    if "constrained" in by_method and "constrained-unscored" in by_method:  # scores cost no decision and no pass
+        scored, unscored = by_method["constrained"], by_method["constrained-unscored"]
+        pairs = zip(scored["answers"], unscored["answers"])
+        scored["same_as_unscored"] = f"{sum(a == b for a, b in pairs)}/{len(examples)}"
+        scored["time_vs_unscored"] = round(scored["seconds"] / unscored["seconds"], 3)
     config = {
         "model": model_name,
         "data": str(args.data),

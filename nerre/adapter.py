@@ -43,6 +43,8 @@ class AdapterSettings:
         max_sequence_tokens: the length of the training sequences (prompt + answer tokens).
         tokenizer: None when the tokenizer is saved beside the weights (``nerre fit`` saves it); else the
             model whose tokenizer to load (shipped adapters name their base model's, to stay small).
+        score_temperature: the temperature of the decoder's score softmax (``DecodeOptions.temperature``),
+            fitted on dev by ``benchmarks/calibration.py --save``; 1.0 (not written) when never fitted.
     """
 
     base_model: str
@@ -52,10 +54,12 @@ class AdapterSettings:
     shots: list[dict[str, Any]] = field(default_factory=list)
     max_sequence_tokens: int = 512
     tokenizer: str | None = None
+    score_temperature: float = 1.0
 
     def to_json(self) -> str:
-        """The contents of ``nerre.json``."""
-        return json.dumps(self.__dict__, indent=2, ensure_ascii=False) + "\n"
+        """The contents of ``nerre.json`` (``score_temperature`` only once fitted)."""
+        saved = {k: v for k, v in self.__dict__.items() if k != "score_temperature" or v != 1.0}
+        return json.dumps(saved, indent=2, ensure_ascii=False) + "\n"
 
     def build(self) -> tuple[Formulation, PromptBuilder]:
         """The formulation and prompt builder these settings describe."""

@@ -131,7 +131,8 @@ def convert(source: str, target: str, to: str | None = None, format: str | None 
 def evaluate(*, gold: str, pred: str, gold_format: str | None = None, pred_format: str | None = None,
              gold_options: ReaderOptions = NO_OPTIONS, pred_options: ReaderOptions = NO_OPTIONS,
              types_file: str | None = None, symmetric: list[str] | None = None, breakdown: bool = False,
-             breakdown_dir: str | None = None, signatures_from: str | None = None) -> dict[str, Any]:
+             breakdown_dir: str | None = None, signatures_from: str | None = None, min_score: float | None = None,
+             min_relation_score: float | None = None) -> dict[str, Any]:
     """Score predictions against gold annotations: entity and relation precision, recall, F1.
 
     Entities are scored span-exact (as seqeval/conlleval); relations in ``strict`` mode (both
@@ -155,6 +156,9 @@ def evaluate(*, gold: str, pred: str, gold_format: str | None = None, pred_forma
         signatures_from: where the breakdown takes relation signatures from: a types file with head/tail, or
             a corpus (the training data) to infer them from; default: ``types_file`` where it declares them,
             else inferred from the gold.
+        min_score: score only the predicted entities (and relations) whose score is at least this; relations
+            lose the entities dropped. Needs predictions with scores (``nerre predict`` writes them).
+        min_relation_score: the threshold for relations, when it should differ from ``min_score``.
     """
     from nerre.loaders import detect_format, load_examples
     from nerre.loaders.jsonl import read_predictions
@@ -170,6 +174,7 @@ def evaluate(*, gold: str, pred: str, gold_format: str | None = None, pred_forma
         predictions = read_predictions(pred)  # nerre's own records: those without an id pair by position
     else:
         predictions = load_examples(pred, pred_format, pred_options)
+    kept = _keep_confident(pred, predictions, min_score, min_relation_score)
     result = score(gold_examples, predictions, symmetric=symmetric_labels, gold_source=gold, pred_source=pred)
     if breakdown or breakdown_dir:
         from nerre.breakdown import breakdown_markdown, error_breakdown, write_breakdown
@@ -185,7 +190,31 @@ def evaluate(*, gold: str, pred: str, gold_format: str | None = None, pred_forma
         print(breakdown_markdown(result["breakdown"], f"Error breakdown of {pred}"), file=sys.stderr)
         if breakdown_dir:
             write_breakdown(result["breakdown"], breakdown_dir, f"Error breakdown of {pred}")
-    return result
+    return result | kept
+
+
+def _keep_confident(pred: str, predictions: list[Any], min_score: float | None,
+                    min_relation_score: float | None) -> dict[str, Any]:
+    """Apply ``--min_score`` to the predictions in place; what was dropped, for the summary."""
+    from nerre.decoding.confidence import keep_confident
+    from nerre.errors import ConfigError
+
+    if min_score is None and min_relation_score is None:
+        return {}
+    if not any(p.scores for p in predictions):
+        raise ConfigError(f"--min_score: {pred} holds no scores; score predictions of nerre predict (constrained "
+                          "decoding writes a score on every entity and relation)")
+    entity_min = min_score or 0.0
+    relation_min = entity_min if min_relation_score is None else min_relation_score
+    dropped: Counter = Counter()
+    unscored = 0
+    for p in predictions:
+        unscored += sum(1 for k in [*p.entities, *p.relations] if k not in p.scores)
+        dropped.update(keep_confident(p, entity_min, relation_min))
+    summary = {"min_score": entity_min, "min_relation_score": relation_min, "dropped": dict(dropped)}
+    if unscored:
+        summary["kept without a score"] = unscored
+    return summary
 
 
 def _print_json(result: Any) -> None:

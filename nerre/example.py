@@ -140,6 +140,14 @@ class Example:
             :func:`tokenize`, split where an entity starts or ends inside a word (``Linux Foundatio|n``),
             so that every entity starts and ends on token boundaries.
         id: an identifier used in error messages and prediction files.
+        scores: predictions only: the probability of each predicted entity and relation, from the decoder's
+            own decisions (see :mod:`nerre.decoding.confidence`), keyed by the entity or relation itself. A
+            side mapping, so that entities and relations stay plain values: equality, hashing and metrics
+            ignore scores, and an entry without a score is simply absent.
+        score: predictions only: the document's score, the probability of its least confident decision
+            (what ``nerre predict --rank uncertainty`` sorts by).
+
+    ``scores`` and ``score`` take no part in comparing examples.
     """
 
     text: str
@@ -147,6 +155,8 @@ class Example:
     relations: list[Relation] = field(default_factory=list)
     tokens: list[Token] | None = None
     id: str | None = None
+    scores: dict[Entity | Relation, float] = field(default_factory=dict, compare=False, repr=False)
+    score: float | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.tokens is None:
@@ -213,32 +223,39 @@ class Example:
 
     # -- (de)serialisation ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """The prediction-JSONL record: entities with ``text``, relations by entity index."""
+        """The prediction-JSONL record: entities with ``text``, relations by entity index; with scores, a
+        ``score`` on each entity and relation that has one, and the document's ``score``."""
         index = {e: i for i, e in enumerate(self.entities)}
-        return {
-            "id": self.id,
-            "text": self.text,
-            "entities": [
-                {"start": e.start, "end": e.end, "label": e.label, "text": self.span_text(e)} for e in self.entities
-            ],
-            "relations": [{"head": index[r.head], "tail": index[r.tail], "label": r.label} for r in self.relations],
-        }
+        scores = self.scores
+        entities = [{"start": e.start, "end": e.end, "label": e.label, "text": self.span_text(e)} for e in self.entities]
+        relations = [{"head": index[r.head], "tail": index[r.tail], "label": r.label} for r in self.relations]
+        if scores:
+            for item, key in zip(entities + relations, self.entities + self.relations):
+                if key in scores:
+                    item["score"] = round(scores[key], 6)
+        record: dict[str, Any] = {"id": self.id, "text": self.text, "entities": entities, "relations": relations}
+        if self.score is not None:
+            record["score"] = round(self.score, 6)
+        return record
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Example:
         """Inverse of :meth:`to_dict` (``text`` of each entity, when present, is checked by loaders).
 
-        An optional ``tokens`` list of ``[start, end]`` pairs gives the tokens (as ``to_dataset`` writes them).
+        An optional ``tokens`` list of ``[start, end]`` pairs gives the tokens (as ``to_dataset`` writes them);
+        ``score`` fields, as :meth:`to_dict` writes them, give :attr:`scores` and :attr:`score`.
         """
-        entities = [Entity(int(e["start"]), int(e["end"]), str(e["label"])) for e in record.get("entities", [])]
-        relations = [
-            Relation(entities[int(r["head"])], entities[int(r["tail"])], str(r["label"]))
-            for r in record.get("relations", [])
-        ]
+        raw_entities, raw_relations = record.get("entities", []), record.get("relations", [])
+        entities = [Entity(int(e["start"]), int(e["end"]), str(e["label"])) for e in raw_entities]
+        relations = [Relation(entities[int(r["head"])], entities[int(r["tail"])], str(r["label"])) for r in raw_relations]
         rid = record.get("id")
         tokens = record.get("tokens")
         tokens = None if tokens is None else [Token(int(start), int(end)) for start, end in tokens]
-        return cls(record["text"], entities, relations, tokens, None if rid is None else str(rid))
+        scores = {key: float(raw["score"]) for key, raw in zip(entities + relations, raw_entities + raw_relations)
+                  if raw.get("score") is not None}
+        score = record.get("score")
+        return cls(record["text"], entities, relations, tokens, None if rid is None else str(rid), scores,
+                   None if score is None else float(score))
 
 
 def relation_order(relation: Relation) -> tuple:

@@ -69,23 +69,32 @@ class Extractor:
             False: any two tagged entities.
         signatures_from: take the signatures from this file instead of the adapter's: a types file with
             ``head``/``tail``, or a corpus (e.g. the training data) to infer them from.
+        knobs: more :class:`~nerre.decoding.DecodeOptions` (``entity_bias``, ``relation_bias``,
+            ``min_entity_score``, ``min_relation_score``, ``scores``, ``temperature``: by default the
+            adapter's ``score_temperature``): the precision/recall knob.
+        model_version: names the adapter in the files written (Label Studio's ``model_version``).
     """
 
     def __init__(self, model: Any, tokenizer: Any, settings: AdapterSettings, constrained: bool | None = None,
-                 batch_size: int = 8, signatures: bool = True, signatures_from: str | Path | None = None):
-        from nerre.decoding import DecodeOptions, FaithfulDecoder, use_constraints
+                 batch_size: int = 8, signatures: bool = True, signatures_from: str | Path | None = None,
+                 model_version: str = "nerre", **knobs: Any):
+        from nerre.decoding import DecodeOptions, FaithfulDecoder, token_table, use_constraints
 
         if signatures_from is not None:
             schema = Schema(**settings.schema).without_signatures().with_signatures(read_signatures(signatures_from))
             settings = replace(settings, schema=schema.to_dict())
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
+        self.model_version = model_version
         self.formulation, self.prompts = settings.build()
         self.constrained = use_constraints(self.formulation, constrained)
         self.batch_size = batch_size
-        self.decoder = FaithfulDecoder(model, tokenizer, self.prompts, self.formulation,
-                                       DecodeOptions(constrained=self.constrained, batch_size=batch_size,
-                                                     signatures=signatures,
-                                                     max_sequence_tokens=settings.max_sequence_tokens))
+        knobs.setdefault("temperature", settings.score_temperature)
+        self.options = DecodeOptions(constrained=self.constrained, batch_size=batch_size, signatures=signatures,
+                                     max_sequence_tokens=settings.max_sequence_tokens, **knobs)
+        self.decoder = FaithfulDecoder(model, tokenizer, self.prompts, self.formulation, self.options)
+        self.table = token_table(tokenizer) if self.constrained else None
+        #: what the score thresholds (``min_entity_score``, ``min_relation_score``) dropped so far, by kind
+        self.dropped: Counter = Counter()
         #: the most model tokens of input per window (longer texts are split)
         self.window_tokens = input_window_tokens(settings.max_sequence_tokens,
                                                  len(prompt_ids(tokenizer, self.prompts, "")),
@@ -94,12 +103,13 @@ class Extractor:
     @classmethod
     def load(cls, adapter: str | Path, base_model: str | None = None, constrained: bool | None = None,
              batch_size: int = 8, dtype: torch.dtype = torch.float32, signatures: bool = True,
-             signatures_from: str | Path | None = None) -> Extractor:
+             signatures_from: str | Path | None = None, **knobs: Any) -> Extractor:
         """Load an adapter folder written by ``nerre fit`` (its ``adapter/``), or a shipped adapter by name
-        (``Extractor.load("conll2003")``; see :func:`nerre.adapter.shipped_adapters`)."""
+        (``Extractor.load("conll2003")``; see :func:`nerre.adapter.shipped_adapters`). ``knobs``: as for
+        the constructor."""
         model, tokenizer, settings = load_adapter(adapter, base_model=base_model, dtype=dtype)
         return cls(model, tokenizer, settings, constrained=constrained, batch_size=batch_size, signatures=signatures,
-                   signatures_from=signatures_from)
+                   signatures_from=signatures_from, model_version=model_version(adapter), **knobs)
 
     def __call__(self, texts: str | Sequence[str]) -> Prediction | list[Prediction]:
         """Extract from one text (returns a Prediction) or a list of texts (returns a list)."""
@@ -121,6 +131,7 @@ class Extractor:
             pieces = [piece for _, piece in batch]
             outputs = self.generate(pieces) if batch else []
             read, defects = self.formulation.parse(pieces, outputs)
+            self._score(pieces, outputs, read)
             for (i, _), example, piece_defects, output in zip(batch, read, defects, outputs):
                 results[i].append((example, piece_defects, output))
             while done < len(examples) and (len(results[done]) == expected[done] or start + chunk > len(windows)):
@@ -175,6 +186,17 @@ class Extractor:
         """The raw answers for a list of input windows."""
         return self.decoder.generate(windows)
 
+    def _score(self, pieces: list[Example], outputs: list[str], read: list[Example]) -> None:
+        """Scores from the last decode (:mod:`nerre.decoding.confidence`), then the score thresholds."""
+        from nerre.decoding.confidence import attach_scores, keep_confident
+
+        if self.table is None or not outputs:
+            return
+        decoder = self.decoder
+        attach_scores(self.formulation, self.table, pieces, outputs, decoder.token_ids, decoder.token_logprobs, read)
+        for example in read:
+            self.dropped.update(keep_confident(example, self.options.min_entity_score, self.options.min_relation_score))
+
 
 def input_window_tokens(max_sequence_tokens: int, prompt_tokens: int, answer_scale: int = 2) -> int:
     """The most model tokens of input per window: the answer's entity part takes up to ``answer_scale``
@@ -189,15 +211,41 @@ def _merge(example: Example, parts: list[tuple[Example, Counter, str]]) -> Predi
     relations: list[Relation] = []
     defects: Counter = Counter()
     outputs = []
+    scores: dict[Entity | Relation, float] = {}
+    document: list[float] = []
     for piece, piece_defects, output in parts:
         offset = int(str(piece.id).rsplit("@", 1)[1])
         shift = {e: Entity(e.start + offset, e.end + offset, e.label) for e in piece.entities}
         entities += shift.values()
-        relations += [Relation(shift[r.head], shift[r.tail], r.label) for r in piece.relations]
+        moved = [Relation(shift[r.head], shift[r.tail], r.label) for r in piece.relations]
+        relations += moved
+        scores.update((shift[k] if isinstance(k, Entity) else Relation(shift[k.head], shift[k.tail], k.label), v)
+                      for k, v in piece.scores.items())
+        if piece.score is not None:
+            document.append(piece.score)
         defects.update(piece_defects)
         outputs.append(output)
-    return Prediction(Example(example.text, sorted(set(entities)), relations, example.tokens, example.id),
-                      defects, outputs)
+    merged = Example(example.text, sorted(set(entities)), relations, example.tokens, example.id, scores,
+                     min(document, default=None))  # the least confident decision of any window
+    return Prediction(merged, defects, outputs)
+
+
+def model_version(adapter: str | Path) -> str:
+    """How written predictions name an adapter (Label Studio's ``model_version``): ``nerre:<name>`` for a
+    shipped adapter, else ``nerre:<folder>`` (``nerre:<run>/adapter`` for a run's ``adapter/`` folder)."""
+    path = Path(adapter)
+    if not path.exists():
+        return f"nerre:{adapter}"
+    path = path.resolve()
+    return f"nerre:{path.parent.name}/{path.name}" if path.name == "adapter" else f"nerre:{path.name}"
+
+
+def rank_predictions(predictions: list[Prediction], rank: str | None, limit: int | None = None) -> list[Prediction]:
+    """``rank="uncertainty"``: the predictions least confident first (document score, lowest first; ties keep
+    the input order; documents without a score last), cut to ``limit``; otherwise as they are."""
+    if rank == "uncertainty":
+        predictions = sorted(predictions, key=lambda p: 2.0 if p.example.score is None else p.example.score)
+    return predictions[:limit]
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -266,6 +314,11 @@ def predict(
     limit: int | None = None,
     signatures: bool = True,
     signatures_from: str | None = None,
+    rank: str | None = None,
+    entity_bias: float = 0.0,
+    relation_bias: float = 0.0,
+    min_score: float = 0.0,
+    min_relation_score: float | None = None,
 ) -> dict[str, Any]:
     """Extract entities and relations from a file with a trained adapter; write the predictions.
 
@@ -289,11 +342,20 @@ def predict(
         spacy: also write the predictions as a spaCy DocBin (.spacy).
         html: also write a displaCy HTML page of the entities and relations.
         base_model: use this base model instead of the one recorded with the adapter.
-        limit: predict only the first N examples.
+        limit: write only N documents: the first N of the input, or with ``rank`` the first N of the ranking
+            (the N to annotate next; every document is predicted to rank them).
         signatures: constrained decoding names only relation arguments whose labels fit the relation type's
             signature (saved with the adapter); false: any two tagged entities.
         signatures_from: use the signatures of this file instead: a types file with head/tail, or a corpus
             (the training data) to infer them from, e.g. for an adapter saved without signatures.
+        rank: ``uncertainty``: write the documents least confident first (by the document score, the
+            probability of the decoder's least confident decision), so the annotator corrects first what
+            teaches the model most; default: input order.
+        entity_bias: added to the log-probability of opening an entity tag at each decision: above 0 more
+            entities (recall up), below 0 fewer (precision up).
+        relation_bias: the same for starting another relation line.
+        min_score: keep only the entities (and relations) whose score is at least this (precision up).
+        min_relation_score: the threshold for relations, when it should differ from ``min_score``.
     """
     from nerre.loaders import output_format, write_examples
 
@@ -305,19 +367,29 @@ def predict(
             suffix = "jsonl" if option == "output" else option
             raise ConfigError(f"--{option} {value} is a folder; name the file to write, e.g. "
                               f"{Path(value) / 'predictions'}.{suffix}")
-    examples = read_inputs(input, format, reader_options)[:limit]
+    if rank not in (None, "uncertainty"):
+        raise ConfigError(f"--rank {rank!r}: the one ranking is 'uncertainty' (least confident documents first)")
+    examples = read_inputs(input, format, reader_options)
+    examples = examples if rank else examples[:limit]
+    knobs = {"entity_bias": entity_bias, "relation_bias": relation_bias, "min_entity_score": min_score,
+             "min_relation_score": min_score if min_relation_score is None else min_relation_score}
     extractor = Extractor.load(adapter, base_model=base_model, constrained=constrained, batch_size=batch_size,
-                               signatures=signatures, signatures_from=signatures_from)
+                               signatures=signatures, signatures_from=signatures_from, **knobs)
+    if (rank or any(knobs.values())) and not extractor.constrained:
+        raise ConfigError("--rank, the biases and the score thresholds need scores, which only constrained "
+                          "decoding gives; drop --constrained false")
     started = time.perf_counter()
-    if out_format == "jsonl":
+    if out_format == "jsonl" and not rank:
         predictions = _write_as_you_go(extractor.predict(examples, progress=True), out_path, len(examples))
     else:
-        predictions = list(extractor.predict(examples, progress=True))
+        predictions = rank_predictions(list(extractor.predict(examples, progress=True)), rank, limit)
+        if out_format == "jsonl":
+            _write_as_you_go(predictions, out_path, len(predictions))
     defects: Counter = Counter()
     for prediction in predictions:
         defects.update(prediction.defects)
     seconds = time.perf_counter() - started
-    settings = {"predictions": True} if out_format == "labelstudio" else {}
+    settings = {"predictions": True, "model_version": extractor.model_version} if out_format == "labelstudio" else {}
     lost = write_examples([p.example for p in predictions], out_path, out_format, **settings) \
         if out_format != "jsonl" else None
     summary: dict[str, Any] = {
@@ -332,7 +404,12 @@ def predict(
         "sentences_per_s": round(len(predictions) / seconds, 3) if seconds else None,
         "output": str(out_path),
         "format": out_format,
+        "model_version": extractor.model_version,
     }
+    if extractor.dropped:
+        summary["dropped by the score thresholds"] = dict(extractor.dropped)
+    if rank:
+        summary["ranked"] = f"{rank}: least confident first, {len(predictions)} of {len(examples)} documents written"
     if lost is not None:
         summary["not carried over"] = lost.lines()
     if evaluate:

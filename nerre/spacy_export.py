@@ -6,9 +6,13 @@ An :class:`~nerre.example.Example` becomes a ``Doc`` whose text is exactly ``Exa
   whitespace tokens, as spaCy's tokenizer does), or from ``nlp``'s tokenizer when one is given;
 * every entity that aligns with the tokens is in ``doc.spans["nerre"]``; ``doc.ents`` holds a
   non-overlapping selection of them (``spacy.util.filter_spans``: longest first);
-* relations are read through ``doc._.relations``, a list of ``(head Span, label, tail Span)``;
+* relations are read through ``doc._.relations``, a list of ``(head Span, label, tail Span)`` triples, each
+  with its score as ``.score`` (None without one: the triple unpacks as before);
+* predictions' scores: ``doc.spans["nerre"].attrs["scores"]`` (one per span, None without one), each
+  relation's ``.score``, and the document's in ``doc.user_data["nerre"]["score"]`` (``doc._.nerre_score``);
 * everything that is not a token or a span (id, relations, what could not be exported) lives in
-  ``doc.user_data["nerre"]`` as plain offsets, so it survives ``DocBin(store_user_data=True)``.
+  ``doc.user_data["nerre"]`` as plain offsets, so it survives ``DocBin(store_user_data=True)``; span group
+  attributes survive ``DocBin`` and ``Doc.to_disk`` too.
 
 An entity that does not align with the tokens is never dropped silently: it is listed in the
 :class:`ExportReport` that :func:`to_doc` and :func:`to_docs` return (and that
@@ -47,11 +51,13 @@ __all__ = [
     "SPANS_KEY",
     "USER_DATA_KEY",
     "ExportReport",
+    "RelationTriple",
     "annotate",
     "from_doc",
     "load_docbin",
     "render_html",
     "save_docbin",
+    "span_scores",
     "to_doc",
     "to_docs",
 ]
@@ -134,10 +140,23 @@ def _relation(row: Sequence[Any]) -> Relation:
     return Relation(Entity(hs, he, hl), Entity(ts, te, tl), label)
 
 
-def _relations_getter(doc: Doc) -> list[tuple[Span, str, Span]]:
+class RelationTriple(tuple):
+    """``(head span, label, tail span)``, with the relation's ``score`` as an attribute (None without one)."""
+
+    score: float | None
+
+    def __new__(cls, head: Span, label: str, tail: Span, score: float | None = None) -> RelationTriple:
+        triple = super().__new__(cls, (head, label, tail))
+        triple.score = score
+        return triple
+
+
+def _relations_getter(doc: Doc) -> list[RelationTriple]:
     """``doc._.relations``: ``(head span, label, tail span)`` from the char offsets in ``doc.user_data``."""
     out = []
-    for row in _record(doc).get("relations", ()):
+    record = _record(doc)
+    scores = record.get("relation_scores") or ()
+    for k, row in enumerate(record.get("relations", ())):
         relation = _relation(row)
         head, tail = (doc.char_span(e.start, e.end, label=e.label) for e in (relation.head, relation.tail))
         if head is None or tail is None:
@@ -145,7 +164,7 @@ def _relations_getter(doc: Doc) -> list[tuple[Span, str, Span]]:
                 f"relation {relation.label} has an argument that no longer aligns with the Doc's tokens "
                 f"({relation}); was the Doc retokenized after export?"
             )
-        out.append((head, relation.label, tail))
+        out.append(RelationTriple(head, relation.label, tail, scores[k] if k < len(scores) else None))
     return out
 
 
@@ -153,6 +172,7 @@ def _register_extensions() -> None:
     """Register ``Doc._.relations`` and ``Doc._.nerre_id`` (idempotent: re-registering replaces ours)."""
     Doc.set_extension("relations", getter=_relations_getter, force=True)
     Doc.set_extension("nerre_id", getter=lambda doc: _record(doc).get("id"), force=True)
+    Doc.set_extension("nerre_score", getter=lambda doc: _record(doc).get("score"), force=True)
 
 
 _register_extensions()
@@ -256,6 +276,8 @@ def annotate(doc: Doc, example: Example, alignment: Alignment = "strict", keep_e
         if (span.start_char, span.end_char) != (entity.start, entity.end):
             report.adjusted.append((example.id, entity, _entity(span)))
     doc.spans[SPANS_KEY] = list(spans.values())
+    if example.scores:
+        doc.spans[SPANS_KEY].attrs["scores"] = [example.scores.get(e) for e in spans]
     if keep_ents:
         taken = {i for ent in doc.ents for i in range(ent.start, ent.end)}
         new = [s for s in filter_spans(doc.spans[SPANS_KEY]) if taken.isdisjoint(range(s.start, s.end))]
@@ -264,13 +286,18 @@ def annotate(doc: Doc, example: Example, alignment: Alignment = "strict", keep_e
         doc.ents = filter_spans(doc.spans[SPANS_KEY])
 
     rows: list[_RelationRow] = []
+    relation_scores: list[float | None] = []
     for relation in example.relations:
         head, tail = spans.get(relation.head), spans.get(relation.tail)
         if head is None or tail is None:
             report.dropped_relations.append((example.id, relation))
         else:
             rows.append(_row(_entity(head), relation.label, _entity(tail)))
-    doc.user_data[USER_DATA_KEY] = {
+            relation_scores.append(example.scores.get(relation))
+    scored = {"relation_scores": relation_scores} if any(v is not None for v in relation_scores) else {}
+    if example.score is not None:
+        scored["score"] = example.score
+    doc.user_data[USER_DATA_KEY] = scored | {
         "id": example.id,
         "relations": rows,
         "unaligned": [(e.start, e.end, e.label) for _, e in report.unaligned],
@@ -308,13 +335,26 @@ def from_doc(doc: Doc) -> Example:
     Entities listed as unaligned in the export report are not in the Doc, so they are not in the result.
     """
     entity_spans = doc.spans[SPANS_KEY] if SPANS_KEY in doc.spans else doc.ents
+    relations = [(Relation(_entity(head), _entity(tail), label), triple.score)
+                 for triple in doc._.relations for head, label, tail in [triple]]
     return Example(
         doc.text,
         entities=[_entity(span) for span in entity_spans],
-        relations=[Relation(_entity(head), _entity(tail), label) for head, label, tail in doc._.relations],
+        relations=[r for r, _ in relations],
         tokens=[Token(t.idx, t.idx + len(t.text)) for t in doc if not t.text.isspace()],
         id=doc._.nerre_id,
+        scores=span_scores(doc, SPANS_KEY) | {r: v for r, v in relations if v is not None},
+        score=doc._.nerre_score,
     )
+
+
+def span_scores(doc: Doc, key: str = SPANS_KEY) -> dict[Entity | Relation, float]:
+    """The scores ``doc.spans[key].attrs["scores"]`` holds, by entity (empty where there are none)."""
+    if key not in doc.spans:
+        return {}
+    group = doc.spans[key]
+    scores = group.attrs.get("scores") or ()
+    return {_entity(span): v for span, v in zip(group, scores) if v is not None}
 
 
 # -- files --------------------------------------------------------------------------------------------

@@ -185,10 +185,92 @@ def test_labelstudio_writes_annotations_or_predictions_that_read_back(tmp_path):
     assert result[0] == {"id": "e0", "from_name": "label", "to_name": "text", "type": "labels",
                          "value": {"start": 4, "end": 12, "text": "Zoë Ünlü", "labels": ["PER"]}}
     assert {"from_id": "e0", "to_id": "e1", "type": "relation", "direction": "right", "labels": ["works_for"]} in result
-    assert read_labelstudio(tmp_path / "gold.json") == rich()
+    once = rich()
+    once[0].relations = once[0].relations[:2]  # Label Studio holds a label once per pair: the repeat is written once
+    assert read_labelstudio(tmp_path / "gold.json") == once
     notes = ReadNotes()
-    assert read_labelstudio(tmp_path / "pred.json", notes=notes) == rich()
+    assert read_labelstudio(tmp_path / "pred.json", notes=notes) == once
     assert "3 tasks without an annotation read from their last prediction" in str(notes)
+    lost = write_examples(rich(), tmp_path / "again.json", "labelstudio")
+    assert lost.lines() == ["1 relations repeated on the same span pair written once (a Label Studio relation "
+                            "holds each label once) (first: docs/one)"]
+
+
+def test_labelstudio_writes_the_labels_of_one_span_pair_as_one_relation(tmp_path):
+    (first, *_), _ = read(FORMATS_DIR / "labelstudio.json")
+    write_examples([first], tmp_path / "tasks.json", "labelstudio")
+    result = json.loads((tmp_path / "tasks.json").read_text())[0]["annotations"][0]["result"]
+    relations = [r for r in result if r["type"] == "relation"]
+    pairs = [(r["from_id"], r["to_id"]) for r in relations]
+    assert len(pairs) == len(set(pairs)) == 4  # Label Studio's editor keeps one relation per pair
+    assert ["knows", "treats"] in [r["labels"] for r in relations]
+    assert read_labelstudio(tmp_path / "tasks.json")[0].relations == first.relations
+
+
+def test_labelstudio_prediction_ids_and_json_min_of_unannotated_tasks(tmp_path):
+    tasks = json.loads((FORMATS_DIR / "labelstudio.json").read_text())
+    tasks[2]["predictions"] = [17, 18]  # Label Studio's default JSON export of a task that only has predictions
+    (tmp_path / "ids.json").write_text(json.dumps(tasks))
+    examples, notes = read(tmp_path / "ids.json")
+    assert len(examples) == 4 and examples[2].entities == [] and examples[0].entities  # the annotated tasks read
+    assert any(line.startswith("1 tasks without an annotation whose predictions the export holds as ids only "
+                               "read without entities; export the predictions in full") for line in notes)
+    tasks[2]["predictions"] = ["seventeen"]
+    (tmp_path / "bad.json").write_text(json.dumps(tasks))
+    with pytest.raises(DataError, match=r"record 2: a prediction needs 'result', a list; found string 'seventeen'"):
+        read_labelstudio(tmp_path / "bad.json")
+    # JSON-MIN of a task without an annotation: its data, id and the annotation fields, all null, and no spans
+    flat = [{"text": "Unlabelled task about Rome.", "nerre_id": "doc-3", "id": 3, "annotator": None,
+             "annotation_id": None, "created_at": None, "updated_at": None, "lead_time": None}]
+    (tmp_path / "min.json").write_text(json.dumps(flat))
+    (example,), notes = read(tmp_path / "min.json")
+    assert (example.id, example.entities) == ("doc-3", [])
+    assert any("JSON-MIN records of tasks without an annotation read without entities" in line for line in notes)
+
+
+def test_labelstudio_ids_written_by_nerre_win_over_task_ids(tmp_path):
+    write_examples([Example("PMID text .", id="PMID-10233888")], tmp_path / "tasks.json", "labelstudio")
+    tasks = json.loads((tmp_path / "tasks.json").read_text())
+    exported = [{"id": 222, "data": tasks[0]["data"], "annotations": [{"id": 5, "result": []}]}]
+    (tmp_path / "export.json").write_text(json.dumps(exported))
+    assert read_labelstudio(tmp_path / "export.json")[0].id == "PMID-10233888"
+    write_examples(read_labelstudio(tmp_path / "export.json"), tmp_path / "brat", "brat")
+    assert (tmp_path / "brat" / "PMID-10233888.ann").is_file()
+    exported[0]["data"] = {"text": "PMID text ."}
+    (tmp_path / "export.json").write_text(json.dumps(exported))
+    assert read_labelstudio(tmp_path / "export.json")[0].id == "222"  # no id of nerre's: Label Studio's
+
+
+def test_labelstudio_duplicate_regions_are_merged_and_said(tmp_path):
+    span = {"from_name": "label", "to_name": "text", "type": "labels",
+            "value": {"start": 0, "end": 4, "text": "Rome", "labels": ["LOC"]}}
+    results = [span | {"id": "r1"}, span | {"id": "r2"},
+               {"from_id": "r2", "to_id": "r3", "type": "relation", "labels": ["in"]},
+               {"id": "r3", "from_name": "label", "to_name": "text", "type": "labels",
+                "value": {"start": 8, "end": 13, "text": "Italy", "labels": ["LOC"]}}]
+    (tmp_path / "dup.json").write_text(json.dumps([{"id": 1, "data": {"text": "Rome in Italy"},
+                                                     "annotations": [{"result": results}]}]))
+    (example,), notes = read(tmp_path / "dup.json")
+    assert spans(example) == [("Rome", "LOC"), ("Italy", "LOC")] and triples(example) == [("Rome", "in", "Italy")]
+    assert "1 duplicate spans (same offsets and label in two regions) merged into one entity (first: dup.json:0)" in notes
+
+
+def test_labelstudio_predictions_carry_scores_and_model_version(tmp_path):
+    (first, *_), _ = read(FORMATS_DIR / "labelstudio.json")
+    first.scores = {e: 0.5 + k / 100 for k, e in enumerate(first.entities)}
+    first.scores.update({r: 0.9 - k / 10 for k, r in enumerate(first.relations)})
+    first.score = 0.25
+    write_examples([first], tmp_path / "pred.json", "labelstudio", predictions=True, model_version="nerre conll04")
+    (prediction,) = json.loads((tmp_path / "pred.json").read_text())[0]["predictions"]
+    assert (prediction["model_version"], prediction["score"]) == ("nerre conll04", 0.25)
+    spans_ = [r for r in prediction["result"] if r["type"] == "labels"]
+    assert [r["score"] for r in spans_] == [r["value"]["score"] for r in spans_] == [0.5, 0.51, 0.52, 0.53, 0.54, 0.55]
+    pair = next(r for r in prediction["result"] if r["type"] == "relation" and len(r["labels"]) == 2)
+    assert pair["score"] == round(min(first.scores[r] for r in first.relations if r.label in ("knows", "treats")), 6)
+    (back,) = read_labelstudio(tmp_path / "pred.json")  # read from the prediction: its scores come back
+    assert back.score == 0.25 and {e: back.scores[e] for e in back.entities} == {e: first.scores[e] for e in first.entities}
+    assert back.scores[next(r for r in back.relations if r.label == "takes")] == pytest.approx(first.scores[
+        next(r for r in first.relations if r.label == "takes")], abs=1e-6)
 
 
 def test_labelstudio_bad_input(tmp_path):

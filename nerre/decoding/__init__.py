@@ -9,6 +9,8 @@ One module per job:
 * :mod:`~nerre.decoding.passes`: forward passes over per-input KV caches, packed: the only module
   that reaches into transformers internals;
 * :mod:`~nerre.decoding.free`: plain greedy ``generate``;
+* :mod:`~nerre.decoding.confidence`: scores of predicted entities, relations and documents from the
+  constrained decoder's own decisions, and the score thresholds;
 * :mod:`~nerre.decoding.decoder`: :class:`FaithfulDecoder`, which picks one of the two.
 
 The byte string every token id stands for (:class:`TokenTable`, :func:`token_table`) lives in

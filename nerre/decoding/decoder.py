@@ -59,6 +59,13 @@ class FaithfulDecoder:
         """Constrained mode: the answer token ids of the last :meth:`generate` call (eos left out)."""
         return getattr(self.engine, "token_ids", [])
 
+    @property
+    def token_logprobs(self) -> list[list[float]]:
+        """Constrained mode: per answer of the last :meth:`generate` call, the log-probability of each
+        decision among the candidates the grammar allowed (one per token of :attr:`token_ids`, plus the
+        end where the model chose it); empty in free generation."""
+        return getattr(self.engine, "token_logprobs", [])
+
 
 def generate_answers(
     model: Any,

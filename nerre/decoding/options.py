@@ -34,6 +34,19 @@ class DecodeOptions:
         max_sequence_tokens: constrained mode: the length of the sequences (prompt + answer tokens)
             the model was trained on; each answer's budget is capped to what the prompt leaves of
             it (:func:`capped_budget`).
+        scores: constrained mode: keep the log-probability of every decision, for the scores of
+            :mod:`nerre.decoding.confidence` (a softmax over the allowed candidates only; off: the
+            greedy choice alone, as before scores existed).
+        temperature: the temperature of the score softmax (the model's logits are divided by it before the
+            softmax over the candidates; no choice changes): fitted on dev for calibrated scores
+            (``benchmarks/calibration.py``), saved with the adapter as ``score_temperature``.
+        entity_bias: constrained mode: added to the log-probability of every candidate that opens an
+            entity tag before the greedy choice: above 0 more tags open (recall up), below 0 fewer
+            (precision up); 0 (default) leaves decoding exactly as it was. Scores stay the model's own.
+        relation_bias: the same for the decision to start another relation line (against ending the answer).
+        min_entity_score: predictions keep only the entities whose score (see
+            :mod:`nerre.decoding.confidence`) is at least this (0: all); relations lose them too.
+        min_relation_score: predictions keep only the relations whose score is at least this (0: all).
     """
 
     constrained: bool = True
@@ -45,6 +58,12 @@ class DecodeOptions:
     max_nesting: int = 4
     signatures: bool = True
     max_sequence_tokens: int | None = None
+    scores: bool = True
+    temperature: float = 1.0
+    entity_bias: float = 0.0
+    relation_bias: float = 0.0
+    min_entity_score: float = 0.0
+    min_relation_score: float = 0.0
 
 
 @dataclass

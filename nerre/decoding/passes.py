@@ -164,6 +164,10 @@ class ModelPasses:
         self._head_weight = head.weight if type(head) is nn.Linear else None
         self._head_bias = head.bias if type(head) is nn.Linear else None
         self._cache_argument = cache_argument(self.body)
+        config = causal_lm(model).config
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        #: final-logit softcapping (Gemma 2/3): the probabilities are those of the capped logits
+        self._softcap: float | None = getattr(config, "final_logit_softcapping", None)
         self._packing: bool | None = None  # decided on first use
         #: why packed passes are off for this model (None while they work or are unchecked)
         self.packing_problem: str | None = None
@@ -268,15 +272,61 @@ class ModelPasses:
         return self._packing
 
     # -- the LM head ------------------------------------------------------------------------------
-    def best(self, hidden: torch.Tensor, candidates: list[int]) -> int:
-        """The candidate token with the highest logit at ``hidden`` (ties: the lowest id)."""
-        if len(candidates) == 1:
-            return candidates[0]
+    def _logits(self, hidden: torch.Tensor, candidates: list[int]) -> torch.Tensor:
+        """The logits of ``candidates`` at ``hidden`` (only their rows of the LM head where it is a plain Linear)."""
         index = torch.tensor(candidates, device=hidden.device)
         if self._head_weight is not None:
             scores = self._head_weight.index_select(0, index) @ hidden
             if self._head_bias is not None:
                 scores = scores + self._head_bias.index_select(0, index)
-        else:  # a wrapped head (e.g. LoRA on lm_head): full logits, then pick
-            scores = self._head(hidden[None])[0].index_select(0, index)
-        return candidates[int(torch.argmax(scores))]
+            return scores
+        return self._head(hidden[None])[0].index_select(0, index)  # a wrapped head (e.g. LoRA on lm_head)
+
+    def best(self, hidden: torch.Tensor, candidates: list[int]) -> int:
+        """The candidate token with the highest logit at ``hidden`` (ties: the lowest id)."""
+        if len(candidates) == 1:
+            return candidates[0]
+        return candidates[int(torch.argmax(self._logits(hidden, candidates)))]
+
+    def _cap(self, logits: torch.Tensor) -> torch.Tensor:
+        """Final-logit softcapping where the model caps its logits (float32)."""
+        logits = logits.float()
+        return torch.tanh(logits / self._softcap).mul_(self._softcap) if self._softcap else logits
+
+    def candidate_logits(self, hidden: torch.Tensor, candidates: list[int]) -> torch.Tensor:
+        """The model's final logits of ``candidates`` at ``hidden`` (float32, softcapped where the model caps them)."""
+        return self._cap(self._logits(hidden, candidates))
+
+    def choose(self, hidden: torch.Tensor, candidates: list[int], bias: torch.Tensor | None = None
+               ) -> tuple[int, Decision | None]:
+        """The constrained greedy choice, and the decision to score later with :meth:`log_probs`.
+
+        Without ``bias`` the choice is :meth:`best`'s (the argmax of the raw logits, ties to the lowest id)
+        at the same cost: the logits are kept, not normalised here. ``bias`` (one value per candidate) is
+        added to the (softcapped) logits before the argmax. One candidate: no decision (None).
+        """
+        if len(candidates) == 1:
+            return candidates[0], None
+        logits = self._logits(hidden, candidates)
+        pick = int(torch.argmax(logits if bias is None else self._cap(logits) + bias))
+        return candidates[pick], (logits, pick)
+
+    def log_probs(self, decisions: Sequence[Decision | None], temperature: float = 1.0) -> list[float]:
+        """The log-probability of each decision's choice under the softmax over its candidates only (the model's
+        own, without any bias; logits divided by ``temperature``); 0.0 where there was no decision. All the
+        decisions of an answer at once: a few tensor operations, whatever their number."""
+        taken = [d for d in decisions if d is not None]
+        if not taken:
+            return [0.0] * len(decisions)
+        lengths = torch.tensor([len(logits) for logits, _ in taken])
+        padded = self._cap(torch.nn.utils.rnn.pad_sequence([logits for logits, _ in taken], batch_first=True))
+        if temperature != 1.0:
+            padded = padded / temperature
+        padded = padded.cpu().masked_fill_(torch.arange(padded.shape[1])[None] >= lengths[:, None], float("-inf"))
+        picks = torch.tensor([[pick] for _, pick in taken])
+        values = iter((padded.gather(1, picks)[:, 0] - torch.logsumexp(padded, 1)).tolist())
+        return [0.0 if d is None else next(values) for d in decisions]
+
+
+Decision = tuple[torch.Tensor, int]
+"""One constrained choice among several candidates: their logits (as computed) and the index taken."""

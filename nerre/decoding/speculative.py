@@ -30,7 +30,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from nerre.decoding.options import DecodeOptions, DecodeStats, Progress, answer_budget, capped_budget
-from nerre.decoding.passes import Cache, ModelPasses
+from nerre.decoding.passes import Cache, Decision, ModelPasses
 from nerre.formulation import Formulation, Grammar, Source, source_text
 from nerre.prompt import PromptBuilder, prompt_ids
 from nerre.vocabulary import token_table
@@ -62,6 +62,8 @@ class _Row:
     cache: Cache
     pending: list[int]  #: tokens fed to the model next, before the proposal
     answer: list[int] = field(default_factory=list)
+    #: the decision of each answer token, scored when the answer is done (None: the only candidate)
+    decisions: list[Decision | None] = field(default_factory=list)
     proposal: list[int] = field(default_factory=list)
     finished: bool = False
 
@@ -88,6 +90,9 @@ class SpeculativeDecoder:
         self._prefix_cache: Any = None
         #: the answer token ids of the last :meth:`generate` call (eos left out)
         self.token_ids: list[list[int]] = []
+        #: per answer of the last call, the log-probability of each decision among the allowed candidates,
+        #: one per token of ``token_ids`` plus the end (eos) where the model chose it
+        self.token_logprobs: list[list[float]] = []
 
     # -- scheduling -----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -99,6 +104,7 @@ class SpeculativeDecoder:
         width = max(1, self.options.batch_size) if packing else 1
         answers: list[str] = [""] * len(sources)
         token_ids: list[list[int]] = [[] for _ in sources]
+        logprobs: list[list[float]] = [[] for _ in sources]
         waiting = list(range(len(sources)))
         active: list[_Row] = []
         done = 0
@@ -115,10 +121,12 @@ class SpeculativeDecoder:
             for row in [r for r in active if r.finished]:
                 active.remove(row)
                 answers[row.index], token_ids[row.index] = self._finish(row)
+                if row.decisions:
+                    logprobs[row.index] = self.passes.log_probs(row.decisions[: row.budget], self.options.temperature)
                 done += 1
                 if progress:
                     progress(done, len(sources))
-        self.token_ids = token_ids
+        self.token_ids, self.token_logprobs = token_ids, logprobs
         return answers
 
     def _start(self, index: int, source: Source, prompt: list[int], packing: bool) -> _Row:
@@ -219,6 +227,21 @@ class SpeculativeDecoder:
             proposal.append(token)
         return proposal
 
+    def _bias(self, grammar: Grammar, state: Any, candidates: list[int], device: torch.device) -> torch.Tensor | None:
+        """The decoding options' biases on the candidates that open an entity or start a relation line."""
+        options = self.options
+        opening, lines = grammar.openers(state, candidates, bool(options.entity_bias), bool(options.relation_bias))
+        if not opening and not lines:
+            return None
+        bias = torch.zeros(len(candidates), device=device)
+        bias[opening] += options.entity_bias
+        bias[lines] += options.relation_bias
+        return bias
+
+    @property
+    def _biased(self) -> bool:
+        return bool(self.options.entity_bias or self.options.relation_bias)
+
     @staticmethod
     def _finish_tokens(row: _Row) -> int:
         """About how many tokens the way to the end takes (a generous estimate), eos included."""
@@ -227,6 +250,7 @@ class SpeculativeDecoder:
     def _verify(self, row: _Row, hidden: torch.Tensor) -> None:
         """Take the constrained greedy choice at each position, as long as it agrees with the proposal."""
         table, grammar, proposal = self.table, row.grammar, row.proposal
+        biased, scored = self._biased, self.options.scores or self._biased
         accepted = 0
         for j in range(len(proposal) + 1):
             left = row.budget - len(row.answer)
@@ -236,7 +260,10 @@ class SpeculativeDecoder:
                 completion = grammar.completion(row.state)
                 tail = self._spell(completion) if completion is not None else None
                 if tail is not None and len(tail) + row.margin >= left:  # the budget is about to run out:
-                    row.answer.extend((tail + [table.eos_id])[:left])  # complete the answer without the model
+                    forced = (tail + [table.eos_id])[:left]
+                    row.answer.extend(forced)  # complete the answer without the model
+                    if scored:
+                        row.decisions.extend([None] * len(forced))
                     row.finished = True
                     break
             candidates = grammar.allowed(row.state)
@@ -244,7 +271,12 @@ class SpeculativeDecoder:
                 log.warning("constrained decoding found no allowed token for %r; answer cut short", row.text[:60])
                 row.finished = True
                 break
-            choice = self.passes.best(hidden[j], candidates)
+            if scored:
+                bias = self._bias(grammar, row.state, candidates, hidden.device) if biased else None
+                choice, decision = self.passes.choose(hidden[j], candidates, bias)
+                row.decisions.append(decision)
+            else:
+                choice = self.passes.best(hidden[j], candidates)
             row.answer.append(choice)
             if choice == table.eos_id:
                 row.finished = True

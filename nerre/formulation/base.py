@@ -143,6 +143,13 @@ class Formulation(ABC):
         """
         return None
 
+    def answer_spans(self, source: Source, answer: str, entities: list[Entity]
+                     ) -> tuple[dict[Entity, tuple[int, int]], list[tuple[Relation, tuple[int, int]]]] | None:
+        """Where in ``answer`` (character ranges) each entity and relation was written, for scoring the
+        decisions that wrote it (:mod:`nerre.decoding.confidence`); None where the formulation cannot
+        tell (the default: such predictions get a document score only)."""
+        return None
+
     @property
     def constrainable(self) -> bool:
         """Whether answers can be constrained: the formulation has a :meth:`grammar`."""

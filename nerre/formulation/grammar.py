@@ -175,6 +175,14 @@ class Grammar(ABC):
         """About how many bytes the way to the end takes at most (a generous estimate)."""
         return 0
 
+    def openers(self, state: State, candidates: list[int], entities: bool = True, relations: bool = True
+                ) -> tuple[list[int], list[int]]:
+        """Which ``candidates`` (token ids allowed in ``state``) commit to opening an entity, and which start
+        a relation line: two lists of indices into ``candidates``, for the decoder's biases
+        (``DecodeOptions.entity_bias``, ``relation_bias``). ``entities``/``relations`` False: that list is
+        left empty (not computed). The default knows neither."""
+        return [], []
+
     def reserve(self) -> list[tuple[bytes, ...]]:
         """Groups of byte strings by which one step can lengthen :meth:`completion` (e.g. a tag pair):
         the decoder keeps room for the longest."""

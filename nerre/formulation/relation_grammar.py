@@ -166,6 +166,18 @@ class RelationSectionGrammar(Grammar):
             hit = self._lines_cache[spans] = RelationLines(lines)
         return hit
 
+    def openers(self, state: tuple, candidates: list[int], entities: bool = True, relations: bool = True
+                ) -> tuple[list[int], list[int]]:
+        """No entity openers known here (the tagged grammar adds them); the candidates that start a relation line."""
+        return [], self.line_starts(state, candidates) if relations else []
+
+    def line_starts(self, state: tuple, candidates: list[int]) -> list[int]:
+        """Indices of the ``candidates`` that start another relation line (between lines: all but eos)."""
+        if not any(type(c) is InRelations and not c.line for c in state):
+            return []
+        eos = self._table().eos_id
+        return [k for k, token in enumerate(candidates) if token != eos]
+
     # -- the relation section's share of the automaton ----------------------------------------------
     def _relations_step(self, c: InHeader | InRelations, byte: int, out: list) -> None:
         """Append to ``out`` the configurations after ``byte`` from header or relation configuration ``c``."""

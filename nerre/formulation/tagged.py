@@ -31,9 +31,9 @@ from collections import Counter
 from difflib import SequenceMatcher
 from typing import TYPE_CHECKING
 
-from nerre.example import Entity, Example, entity_order, grapheme_bounds, tokenize
+from nerre.example import Entity, Example, Relation, entity_order, grapheme_bounds, tokenize
 from nerre.formulation.base import Formulation, ParsedAnswer, Source, source_text
-from nerre.formulation.relations import RELATIONS_HEADER, read_relation_section, relation_section
+from nerre.formulation.relations import RELATIONS_HEADER, parse_relations, read_relation_section, relation_section
 from nerre.schema import Schema
 
 if TYPE_CHECKING:
@@ -142,13 +142,61 @@ class TaggedText(Formulation):
                 return output, None
         return output[:at], output[at + len(RELATIONS_HEADER) :].split("\n")
 
-    def _read_copy(self, tagged: str, text: str) -> list | None:
+    def answer_spans(self, source: Source, answer: str, entities: list[Entity]
+                     ) -> tuple[dict[Entity, tuple[int, int]], list[tuple[Relation, tuple[int, int]]]] | None:
+        """Where in ``answer`` each entity and relation was written, for scoring the decisions that wrote it.
+
+        Entities: the answer characters from the start of the opening tag to the end of the closing tag.
+        Relations: those of each relation line, from the line break that starts it to its end. ``entities``
+        are those :meth:`parse_answer` read (the relation lines name them). None when the answer is not a
+        faithful copy of the source (free generation that drifted).
+        """
+        text = source_text(source)
+        tagged, relation_lines = self._split(text, answer)
+        widths: list[int] = []
+        pieces = self._read_copy(tagged, text, widths)
+        if pieces is None:
+            return None
+        ranges: dict[Entity, tuple[int, int]] = {}
+        open_tags: list[tuple[str, int, int]] = []  # label, start in the text, start in the answer
+        at = length = 0
+        for piece, width in zip(pieces, widths):
+            if isinstance(piece, str):
+                length += len(piece)
+            elif piece is not None:
+                label, closing = piece
+                if not closing:
+                    open_tags.append((label, length, at))
+                else:
+                    index = next((i for i in range(len(open_tags) - 1, -1, -1) if open_tags[i][0] == label), None)
+                    if index is not None:
+                        _, start, begin = open_tags.pop(index)
+                        end = length
+                        while start < end and text[start].isspace():
+                            start += 1
+                        while end > start and text[end - 1].isspace():
+                            end -= 1
+                        ranges[Entity(start, end, label)] = (begin, at + width)
+            at += width
+        relations: list[tuple[Relation, tuple[int, int]]] = []
+        if relation_lines is not None:
+            at = len(tagged) + len(RELATIONS_HEADER)
+            for k, line in enumerate(relation_lines):
+                begin = at - 1 if k else at  # the line break before a line is its first decision
+                for relation in parse_relations(self.schema, [line], entities, text, Counter()):
+                    relations.append((relation, (begin, at + len(line))))
+                at += len(line) + 1
+        return ranges, relations
+
+    def _read_copy(self, tagged: str, text: str, widths: list[int] | None = None) -> list | None:
         """The answer as pieces, read as a copy of ``text`` with markup inserted; None when it drifts.
 
         Pieces: text (a ``str``), a configured tag ``(label name, closing)``, or None for a string
         that looks like a tag of an unknown label. A tag-like string the source holds at this
-        point is a copy of the source, never markup.
+        point is a copy of the source, never markup. ``widths``, when given, receives the number of
+        answer characters of each piece.
         """
+        widths = [] if widths is None else widths
         pieces: list = []
         p = i = 0
         end, n = len(tagged), len(text)
@@ -160,6 +208,7 @@ class TaggedText(Formulation):
                 if not text.startswith(tagged[p:q], i):
                     return None
                 pieces.append(tagged[p:q])
+                widths.append(q - p)
                 i += q - p
                 p = q
                 continue
@@ -168,15 +217,18 @@ class TaggedText(Formulation):
                 found = m.group(0)
                 if text.startswith(found, i):
                     pieces.append(found)
+                    widths.append(len(found))
                     i += len(found)
                     p = m.end()
                     continue
                 if found in self.tags or _LABEL_LIKE.fullmatch(m.group(2)):
                     pieces.append(self.tags.get(found))
+                    widths.append(m.end() - p)
                     p = m.end()
                     continue
             if i < n and text[i] == "<":
                 pieces.append("<")
+                widths.append(1)
                 i += 1
                 p += 1
                 continue

@@ -213,6 +213,37 @@ class TagGrammar(RelationSectionGrammar):
         return False
 
     # -- decoding aids --------------------------------------------------------------------------------
+    def openers(self, state: TagState, candidates: list[int], entities: bool = True, relations: bool = True
+                ) -> tuple[list[int], list[int]]:
+        """Candidates that commit to opening a tag (every way to read the answer after them is inside an
+        opening tag, or has just opened one), and candidates that start a relation line."""
+        lines = self.line_starts(state, candidates) if relations else []
+        kinds = {type(c) for c in state}
+        if not entities or not kinds & {Copying, InTag} or self.finishing:
+            return [], lines
+        in_tag, data = InTag in kinds, self._table().token_bytes
+        before = {t for c in state if type(c) is Copying or type(c) is InTag for t in c.open}
+        opening = []
+        for k, token in enumerate(candidates):
+            if not in_tag and b"<" not in (data[token] or b""):
+                continue  # opening a tag writes a "<"
+            after = self.advance(state, token)
+            if after and all(self._opening(c, before) for c in after):
+                opening.append(k)
+        return opening, lines
+
+    def _opening(self, c: Configuration, before: set[OpenTag]) -> bool:
+        """Whether configuration ``c`` has opened a tag not open ``before``, or can only complete an opening tag."""
+        kind = type(c)
+        if kind is not Copying and kind is not InTag:
+            return False
+        if any(t not in before for t in c.open):
+            return True
+        if kind is InTag:
+            ways = [closed for tag, _, closed in self.tags(c.cursor, c.open, c.may_open) if tag.startswith(c.written)]
+            return bool(ways) and all(closed is None for closed in ways)
+        return False
+
     def remaining_bytes(self, state: TagState) -> int:
         worst = 0
         for c in state:

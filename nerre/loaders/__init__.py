@@ -61,6 +61,8 @@ _WRITERS: dict[str, Callable[..., Any]] = {
     "spacy": write_docbin,
 }
 _SUFFIXES = {".jsonl": "jsonl", ".spacy": "spacy", ".conll": "conll", ".ann": "brat"}
+_NO_SCORES = ("conll", "spert", "hf")
+"""Formats that cannot hold prediction scores (doccano holds the document's: its writer says what it leaves)."""
 
 __all__ = [
     "FORMATS",
@@ -188,8 +190,15 @@ def write_examples(examples: Iterable[Example], path: str | Path, format: str, *
 
     ``settings`` go to the writer (``predictions=True`` for ``labelstudio`` pre-annotations).
     """
-    notes = _WRITERS[output_format(path, format)](list(examples), path, **settings)
-    return notes if isinstance(notes, ReadNotes) else ReadNotes()
+    fmt = output_format(path, format)
+    examples = list(examples)
+    notes = _WRITERS[fmt](examples, path, **settings)
+    notes = notes if isinstance(notes, ReadNotes) else ReadNotes()
+    if fmt in _NO_SCORES:
+        scored = sum(len(ex.scores) + (ex.score is not None) for ex in examples)
+        if scored:
+            notes.add(f"scores not written ({fmt} holds none; jsonl, json, labelstudio, spacy and brat do)", n=scored)
+    return notes
 
 
 def convert(source: str | Path, target: str | Path, to: str | None = None, format: str | None = None,

@@ -10,7 +10,10 @@ What an ``.ann`` holds, and what nerre makes of it (everything not read is count
 * ``E1<TAB>Type:T7 Role:T1 Role2:E2``: an event. Each argument becomes a relation from the trigger entity
   (T7) to the argument, labelled by the role without its trailing digits (``Theme2`` -> ``Theme``); an
   argument that is an event stands for that event's trigger.
-* ``A``/``M`` attributes, ``N`` normalisations, ``#`` notes and ``*`` equivalences have no place in an
+* ``#`` notes: ``#1<TAB>AnnotatorNotes T1<TAB>score=0.93`` (what :func:`write_brat` writes for a predicted
+  entity or relation with a score, and what brat shows when the pointer is on the annotation) gives that
+  annotation's score (:attr:`Example.scores <nerre.example.Example.scores>`); other notes are counted and ignored.
+* ``A``/``M`` attributes, ``N`` normalisations and ``*`` equivalences have no place in an
   :class:`~nerre.example.Example`: they are counted and ignored, as are lines of an unknown kind.
 
 A folder is read whole (sub-folders too, in path order); a ``.txt`` without ``.ann`` is a document without
@@ -32,6 +35,8 @@ from nerre.loaders.textfile import read_text
 _IGNORED = {"A": "attributes (A) ignored", "M": "attributes (M) ignored", "N": "normalisations (N) ignored",
             "#": "notes (#) ignored", "*": "equivalences (*) ignored"}
 _ARG = re.compile(r"^(\S+):(\S+)$")
+_SCORE_NOTE = re.compile(r"^AnnotatorNotes ([TR]\S+)\tscore=([0-9.eE+-]+)$")
+"""A note of :func:`write_brat`: the score of entity or relation ``T``/``R``."""
 
 
 def read_brat(path: str | Path, notes: ReadNotes | None = None) -> list[Example]:
@@ -74,6 +79,7 @@ def _document(rid: str, text: str, ann: Path, notes: ReadNotes) -> Example:
     seen: set[Entity] = set()
     triggers: dict[str, tuple[str, list[tuple[str, str]], int]] = {}  # E id -> (trigger T id, args, line)
     relations: list[tuple[str, str, str, int, str]] = []  # (label, head id, tail id, line, line id)
+    noted: dict[str, float] = {}  # T or R id -> score, from nerre's notes
     for number, line in enumerate(read_text(ann).split("\n"), start=1):
         line = line.rstrip("\r")
         if not line.strip():
@@ -104,6 +110,8 @@ def _document(rid: str, text: str, ann: Path, notes: ReadNotes) -> Example:
                 raise DataError(ann, "an event needs Type:TRIGGER (and Role:ID arguments)", line=number)
             parsed = [_parse_arg(ann, number, f) for f in fields]
             triggers[rid_] = (parsed[0][1], parsed[1:], number)
+        elif kind == "#" and (score := _SCORE_NOTE.match(rest)) and _is_number(score.group(2)):
+            noted[score.group(1)] = float(score.group(2))
         elif kind in _IGNORED:
             notes.add(_IGNORED[kind], where)
         else:
@@ -120,6 +128,7 @@ def _document(rid: str, text: str, ann: Path, notes: ReadNotes) -> Example:
         for role, ref in args:
             relations.append((re.sub(r"\d+$", "", role) or role, trigger, ref, number, eid))
     kept = []
+    scores: dict[Entity | Relation, float] = {entities[k]: v for k, v in noted.items() if k in entities}
     for label, head, tail, number, line_id in relations:
         ends = resolve(head), resolve(tail)
         if None in ends:
@@ -128,7 +137,17 @@ def _document(rid: str, text: str, ann: Path, notes: ReadNotes) -> Example:
                       f"{ann.name}:{number} {line_id} -> {missing}")
             continue
         kept.append(Relation(ends[0], ends[1], label))
-    return Example(text, sorted(seen), kept, id=rid)
+        if line_id in noted:
+            scores[kept[-1]] = noted[line_id]
+    return Example(text, sorted(seen), kept, id=rid, scores=scores)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_arg(ann: Path, number: int, field: str) -> tuple[str, str]:
@@ -168,7 +187,9 @@ def write_brat(examples: Iterable[Example], path: str | Path) -> ReadNotes:
     """Write one ``.txt`` (the text, byte for byte) and one ``.ann`` per example into the folder ``path``.
 
     Entities become ``T`` lines (a span across a line break is written as fragments split there, as brat
-    does), relations ``R`` lines; spaces in a label become ``_`` (counted). File names come from the example
+    does), relations ``R`` lines; spaces in a label become ``_`` (counted). A scored prediction gets an
+    annotator note per entity and relation, ``#1<TAB>AnnotatorNotes T1<TAB>score=0.9312``, which brat shows
+    with the annotation (the document's score has no place in an ``.ann``). File names come from the example
     ids (``doc{n}`` when an id is missing).
     """
     folder = Path(path)
@@ -190,6 +211,9 @@ def write_brat(examples: Iterable[Example], path: str | Path) -> ReadNotes:
         lines = [f"{ids[e]}\t{brat_type(e.label)} {_fragments(example.text, e)}" for e in example.entities]
         lines += [f"R{k}\t{brat_type(r.label)} Arg1:{ids[r.head]} Arg2:{ids[r.tail]}"
                   for k, r in enumerate(example.relations, 1)]
+        scored = [(ids[e], example.scores[e]) for e in example.entities if e in example.scores]
+        scored += [(f"R{k}", example.scores[r]) for k, r in enumerate(example.relations, 1) if r in example.scores]
+        lines += [f"#{k}\tAnnotatorNotes {target}\tscore={score:.4f}" for k, (target, score) in enumerate(scored, 1)]
         (folder / f"{stem}.ann").write_bytes("".join(line + "\n" for line in lines).encode("utf-8"))
     return notes
 

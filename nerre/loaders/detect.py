@@ -22,7 +22,8 @@ from nerre.loaders.textfile import read_text
 
 SHAPES = {
     "spert": "a JSON list of {tokens, entities, relations}",
-    "labelstudio": "Label Studio tasks {data, annotations}, or JSON-MIN records with {start, end, labels} spans",
+    "labelstudio": "Label Studio tasks {data, annotations}, or JSON-MIN records (with {start, end, labels} spans, "
+    "annotation_id and lead_time)",
     "doccano": "doccano records {text, entities: [{start_offset, end_offset, label}]} or {text, label: [[s, e, L]]}",
     "records": "records {text, entities: [{start, end, label}]} or Presidio's {full_text, spans: [{entity_type, "
     "start_position, end_position}]}",
@@ -77,6 +78,8 @@ def _shapes(record: dict[str, Any], weak: set[str]) -> set[str]:
         out.add("labelstudio")
     elif any(isinstance(v, list) and v and all(isinstance(x, dict) and {"start", "end", "labels"} <= set(x) for x in v)
              for v in record.values()):
+        out.add("labelstudio")
+    elif {"annotation_id", "lead_time"} <= set(record):  # JSON-MIN adds these to every record, spans or not
         out.add("labelstudio")
     entities = record.get("entities")
     first = entities[0] if isinstance(entities, list) and entities else None

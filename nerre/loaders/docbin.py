@@ -27,7 +27,7 @@ def read_docbin(path: str | Path, spans_key: str | None = None, notes: ReadNotes
     Raises:
         DataError: for a missing file, a file that is not a DocBin, or a ``spans_key`` absent from a Doc.
     """
-    from nerre.spacy_export import SPANS_KEY, ExportReport, load_docbin
+    from nerre.spacy_export import SPANS_KEY, ExportReport, load_docbin, span_scores
 
     path = Path(path)
     notes = ReadNotes() if notes is None else notes
@@ -46,11 +46,15 @@ def read_docbin(path: str | Path, spans_key: str | None = None, notes: ReadNotes
         key = spans_key or (SPANS_KEY if SPANS_KEY in doc.spans else None)
         spans = doc.spans[key] if key is not None else doc.ents
         entities = {Entity(s.start_char, s.end_char, s.label_) for s in spans}
+        scores = span_scores(doc, key) if key is not None else {}
         relations = []
-        for head, label, tail in doc._.relations:
+        for triple in doc._.relations:
+            head, label, tail = triple
             relation = Relation(*(Entity(s.start_char, s.end_char, s.label_) for s in (head, tail)), label)
             if relation.head in entities and relation.tail in entities:
                 relations.append(relation)
+                if getattr(triple, "score", None) is not None:
+                    scores[relation] = triple.score
             else:
                 notes.add("relations skipped: an argument is not among the entities read", where)
         lost = ExportReport.from_docs([doc])
@@ -59,7 +63,8 @@ def read_docbin(path: str | Path, spans_key: str | None = None, notes: ReadNotes
                       where, n=len(lost.unaligned))
         tokens = [Token(t.idx, t.idx + len(t.text)) for t in doc if not t.text.isspace()]
         rid = doc._.nerre_id
-        examples.append(Example(doc.text, sorted(entities), relations, tokens, rid if rid is not None else where))
+        examples.append(Example(doc.text, sorted(entities), relations, tokens, rid if rid is not None else where,
+                                scores, doc._.nerre_score))
     if not examples:
         raise DataError(path, "the DocBin holds no docs")
     return examples

@@ -110,12 +110,19 @@ def _example(path: Path, record: Record, text: str, spans: list, units: str, not
             notes.add("relations skipped: from_id or to_id names no entity of the record", where)
             continue
         relations.append(Relation(head, tail, str(r["type"])))
-    rid = record.data.get("id")
-    return Example(text, sorted(seen), relations, id=str(rid) if rid is not None else where)
+    rid, score = record.data.get("id"), record.data.get("score")
+    score = float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
+    return Example(text, sorted(seen), relations, id=str(rid) if rid is not None else where, score=score)
 
 
 def write_doccano(examples: Iterable[Example], path: str | Path) -> ReadNotes:
-    """Write doccano's relation-extraction JSONL (character offsets; ids unique across the file)."""
+    """Write doccano's relation-extraction JSONL (character offsets; ids unique across the file).
+
+    A scored prediction's document score goes into a top-level ``score`` field, which doccano keeps as the
+    example's metadata (it shows it beside the text). doccano's spans and relations hold no score: per-entity
+    and per-relation scores are not written (counted); use JSONL, Label Studio, spaCy or BRAT for those.
+    """
+    notes = ReadNotes()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     next_id = 1
@@ -130,5 +137,10 @@ def write_doccano(examples: Iterable[Example], path: str | Path) -> ReadNotes:
                 relations.append({"id": next_id, "from_id": ids[r.head], "to_id": ids[r.tail], "type": r.label})
                 next_id += 1
             record = {"id": example.id, "text": example.text, "entities": entities, "relations": relations}
+            if example.score is not None:
+                record["score"] = round(example.score, 6)
+            if example.scores:
+                notes.add("entity and relation scores not written (doccano's spans and relations hold none; the "
+                          "document score is in its metadata)", str(example.id), n=len(example.scores))
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return ReadNotes()
+    return notes

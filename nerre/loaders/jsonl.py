@@ -186,6 +186,7 @@ def _example(
         raise fail(f"field {spans_field!r} must hold a list of spans ([] for none); set the reader option spans_field to the right field")
     label_key, value_key, start_key, end_key = keys
     entities = []
+    scores: dict[Entity | Relation, float] = {}  # what nerre predict writes: a score on spans and relations
     for k, span in enumerate(spans):
         if not isinstance(span, dict) or any(key not in span for key in (label_key, start_key, end_key)):
             raise fail(f"span {k} must be an object with keys {label_key!r}, {start_key!r}, {end_key!r}; found {span}")
@@ -203,14 +204,22 @@ def _example(
                 "fix the offsets (characters, end exclusive) or the value"
             )
         entities.append(Entity(start, end, label))
+        if _is_score(span.get("score")):
+            scores[entities[-1]] = float(span["score"])
     raw_relations = record.get(relations_field)
     if raw_relations is None:
         raw_relations = []
     if not isinstance(raw_relations, list):
         raise fail(f"field {relations_field!r} must hold a list of relations {{head, tail, label}}")
     relations = [_relation(fail, k, r, entities) for k, r in enumerate(raw_relations)]
+    scores.update((r, float(raw["score"])) for r, raw in zip(relations, raw_relations) if _is_score(raw.get("score")))
     rid = record["id"] if "id" in record else where.where(path)
-    return Example(text, entities, relations, id=None if rid is None else str(rid))
+    score = record.get("score") if _is_score(record.get("score")) else None
+    return Example(text, entities, relations, id=None if rid is None else str(rid), scores=scores, score=score)
+
+
+def _is_score(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _relation(fail: Callable[[str], DataError], k: int, relation: Any, entities: list[Entity]) -> Relation:

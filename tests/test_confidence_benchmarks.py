@@ -1,0 +1,86 @@
+"""benchmarks/pr_curve.py, calibration.py and active_learning.py on the tiny adapter and the tiny data."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from conftest import TINY_CONFIG, TINY_DATA
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+GOLD = str(TINY_DATA / "tiny.jsonl")
+
+
+def test_pr_curve_sweeps_thresholds_and_biases(tiny_adapter, tmp_path):
+    import pr_curve
+
+    result = pr_curve.main(["--adapter", str(tiny_adapter), "--data", GOLD, "--biases", "-10000", "0", "8",
+                            "--relations", "--thresholds", "11", "--results", str(tmp_path), "--name", "tiny"])
+    saved = json.loads((tmp_path / "pr_curve-tiny.json").read_text())
+    assert (tmp_path / "pr_curve-tiny.png").stat().st_size > 1000 and saved["documents"] == 4
+    curve = saved["curves"]["entities"]["0.0"]
+    assert [p["threshold"] for p in curve] == [k / 10 for k in range(11)]
+    recalls = [p["recall"] for p in curve]
+    assert recalls == sorted(recalls, reverse=True)  # a higher threshold keeps less
+    assert saved["curves"]["entities"]["-10000.0"][0]["recall"] == 0.0  # no tag opened
+    best = result["entities"]["best_f1"]
+    assert best["f1"] == max(p["f1"] for c in saved["curves"]["entities"].values() for p in c)
+    target = result["entities"]["target_recall"]
+    assert target is None or target["recall"] >= 0.95
+    assert set(saved["curves"]) == {"entities", "relations"}
+
+
+def test_calibration_measures_ece_and_fits_a_temperature(tiny_adapter, tmp_path):
+    import shutil
+
+    import calibration
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(tiny_adapter, adapter)
+    result = calibration.main(["--adapter", str(adapter), "--data", GOLD, "--dev", GOLD, "--save",
+                               "--temperatures", "0.5", "1", "3", "--results", str(tmp_path), "--name", "tiny"])
+    assert 0.0 <= result["before"]["ece"] <= 1.0 and result["before"]["entities"] > 0
+    losses = result["dev"]["log_loss_by_temperature"]
+    assert losses[str(result["temperature"])] == min(losses.values())
+    assert (tmp_path / "calibration-tiny.png").stat().st_size > 1000
+    saved = json.loads((adapter / "nerre.json").read_text())
+    assert saved["score_temperature"] == result["temperature"]
+    bins = result["before"]["bins"]
+    ece = sum(b["count"] * abs(b["accuracy"] - b["mean_score"]) for b in bins) / sum(b["count"] for b in bins)
+    assert result["before"]["ece"] == round(ece, 4)
+
+
+def test_calibration_scores_match_the_decoder(tiny_adapter):
+    import calibration
+    import pytest
+
+    from nerre.example import Example
+    from nerre.loaders import read_jsonl
+    from nerre.predict import Extractor
+
+    extractor = Extractor.load(tiny_adapter, temperature=1.0)
+    gold = read_jsonl(TINY_DATA / "tiny.jsonl")
+    recomputed = calibration.Decisions(extractor, gold).predictions(1.0)
+    decoded = [p.example for p in extractor.predict([Example(g.text, tokens=g.tokens, id=g.id) for g in gold])]
+    for a, b in zip(recomputed, decoded):
+        assert a.scores.keys() == b.scores.keys()
+        assert all(a.scores[k] == pytest.approx(b.scores[k], rel=1e-3, abs=1e-6) for k in a.scores)
+
+
+def test_active_learning_runs_both_arms_on_the_same_heldout(tiny_model_dir, tmp_path):
+    import active_learning
+
+    result = active_learning.main(["--config", str(TINY_CONFIG), "--data-dir", str(TINY_DATA), "--start", "2",
+                                   "--add", "1", "--rounds", "2", "--pool", "2", "--max-steps", "2",
+                                   "--results", str(tmp_path), "--name", "tiny",
+                                   "--model.init_args.model", str(tiny_model_dir)])
+    for arm in ("uncertainty", "random"):
+        rows = result["arms"][arm]
+        assert [r["documents"] for r in rows] == [2, 3, 4] and [r["round"] for r in rows] == [0, 1, 2]
+        assert all("f1" in r["scores"]["entities"] for r in rows)
+    assert result["arms"]["uncertainty"][0] == result["arms"]["random"][0]  # one start, scored once
+    added = [r["added"] for r in result["arms"]["uncertainty"][1:]]
+    assert len(set(added[0]) | set(added[1])) == 2  # never the same document twice
+    assert result["heldout"] == 4 and (tmp_path / "active_learning-tiny.png").is_file()
