@@ -29,9 +29,9 @@ from collections import Counter
 from collections.abc import Sequence
 from itertools import accumulate
 
-from nerre.vocabulary import TokenTable
 from nerre.example import Entity, Example, Relation
 from nerre.formulation import Formulation, Source
+from nerre.vocabulary import TokenTable
 
 __all__ = ["attach_scores", "document_score", "keep_confident"]
 
