@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from nerre.errors import DataError
 from nerre.example import Example
 from nerre.loaders.tags import TagError, announce_scheme, detect_scheme, normalize_scheme, spans_from_tags
-from nerre.loaders.textfile import read_text
+from nerre.loaders.textfile import iter_lines
 
 DOCSTART = "-DOCSTART-"
 
@@ -42,46 +44,62 @@ def read_conll(
     Raises:
         DataError: naming ``file:line`` for a missing file, a wrong column count, or a bad tag.
     """
+    return list(iter_conll(path, scheme, tag_column, separator, text_column))
+
+
+def iter_conll(
+    path: str | Path,
+    scheme: str = "auto",
+    tag_column: int = -1,
+    separator: str | None = None,
+    text_column: int = 0,
+) -> Iterator[Example]:
+    """:func:`read_conll`, one sentence at a time: memory stays flat however large the file. With
+    ``scheme="auto"`` a first pass over the file reads the tags alone to tell the scheme."""
     path = Path(path)
     if scheme != "auto":
         scheme = normalize_scheme(scheme)
-    sentences = _read_sentences(path, tag_column, separator, text_column)
-    if not sentences:
-        raise DataError(path, "the file holds no sentences; expected one token per line, blank lines between sentences")
+
+    def sentences(quiet: bool = True) -> Iterator[_Sentence]:  # the pass that makes examples says what reading found
+        return _iter_sentences(path, tag_column, separator, text_column, quiet)
+
     if scheme == "auto":
-        scheme = detect_scheme(s.tags for s in sentences)
-        announce_scheme(scheme, [s.tags for s in sentences], lambda i, k: f"{path}:{sentences[i].lines[k]}")
-    examples = []
-    for sentence in sentences:
+        scheme = detect_scheme(s.tags for s in sentences())
+        announce_scheme(scheme, (s.tags for s in sentences()),
+                        lambda i, k: f"{path}:{next(islice(sentences(), i, None)).lines[k]}")
+    empty = True
+    for sentence in sentences(quiet=False):
+        empty = False
         try:
             spans = spans_from_tags(sentence.tags, scheme)
         except TagError as e:
             line = sentence.lines[e.position]
             raise DataError(path, f"{e.reason} (tag {e.tag!r}, scheme {scheme})", line=line) from e
-        examples.append(Example.from_tokens(sentence.words, spans, id=f"{path.name}:{sentence.lines[0]}"))
-    return examples
+        yield Example.from_tokens(sentence.words, spans, id=f"{path.name}:{sentence.lines[0]}")
+    if empty:
+        raise DataError(path, "the file holds no sentences; expected one token per line, blank lines between sentences")
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_lines(path: Path, quiet: bool) -> Iterator[str]:
     if not path.exists() and not path.suffix:
         raise DataError(path, "file does not exist; check the path (for a Hugging Face hub dataset pass format='hf')")
-    lines = read_text(path).split("\n")  # only newlines end lines, so line numbers match an editor's
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    for line in iter_lines(path, quiet):  # only newlines end lines, so line numbers match an editor's
+        yield line[:-1] if line.endswith("\r") else line
 
 
-def _read_sentences(path: Path, tag_column: int, separator: str | None, text_column: int) -> list[_Sentence]:
-    sentences: list[_Sentence] = []
+def _iter_sentences(path: Path, tag_column: int, separator: str | None, text_column: int,
+                    quiet: bool) -> Iterator[_Sentence]:
     current = _Sentence()
     n_columns = first_line = 0
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(_read_lines(path, quiet), start=1):
         if not line.strip():
             if current.words:
-                sentences.append(current)
+                yield current
                 current = _Sentence()
             continue
         if line.split()[0] == DOCSTART:
             if current.words:
-                sentences.append(current)
+                yield current
                 current = _Sentence()
             continue
         if n_columns == 0 and separator is None:
@@ -105,8 +123,7 @@ def _read_sentences(path: Path, tag_column: int, separator: str | None, text_col
         current.tags.append(fields[tag_column])
         current.lines.append(number)
     if current.words:
-        sentences.append(current)
-    return sentences
+        yield current
 
 
 def _check_columns(path: Path, line: int, n_columns: int, tag_column: int, text_column: int) -> None:
