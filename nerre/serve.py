@@ -6,7 +6,7 @@ the prediction JSONL that ``nerre predict`` writes (``id``, ``text``, ``entities
 ``defects``, and whatever else the records carry); ``{"texts": ["...", ...]}`` answers
 ``{"predictions": [record, ...]}`` in the same order. A bad request gets a 4xx status and
 ``{"error": "one-line reason"}``, and the server goes on: 400 for a body that is not JSON, 413 for a body
-over ``max_bytes`` or more than ``max_texts`` texts, 415 for a content type other than JSON, 422 for JSON
+over ``max_bytes`` or more than ``max_texts`` texts, 415 for a multipart (file upload) body, 422 for JSON
 without a ``text`` string or a ``texts`` list of strings. ``GET /health`` answers ``ok`` once the model is
 loaded.
 
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 PATH = "/predict"
 DEFAULT_MAX_BYTES = 1_000_000
 DEFAULT_MAX_TEXTS = 64
+HOSTS = ("127.0.0.1", "0.0.0.0", "::")
+"""The addresses LitServe listens on."""
 
 
 @dataclass
@@ -76,8 +78,8 @@ class CheckRequests:
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        kind = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
-        if kind not in (b"application/json", b"text/plain", b""):
+        kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if kind.startswith(b"multipart/"):
             await _reply(send, 415, f"content type {kind.decode('latin-1')!r}: send JSON (application/json)")
             return
         too_big = f"the body is over {self.max_bytes} bytes (the server's --max_bytes); send fewer or shorter texts"
@@ -108,6 +110,9 @@ class CheckRequests:
             replayed = True
             return {"type": "http.request", "body": body, "more_body": False}
 
+        # the body is JSON, whatever the content type said (curl -d sends a form's): LitServe reads it as JSON
+        scope = {**scope, "headers": [(k, v) for k, v in scope.get("headers") or [] if k != b"content-type"]
+                 + [(b"content-type", b"application/json")]}
         await self.app(scope, replay, send)
 
 
@@ -156,8 +161,9 @@ def serve(*, adapter: str, port: int = 8000, host: str = "127.0.0.1", base_model
     Args:
         adapter: adapter folder written by ``nerre fit``, or the name of a shipped adapter.
         port: the TCP port.
-        host: the address to listen on: 127.0.0.1 (default: this machine only), or 0.0.0.0 (every interface:
-            anyone who can reach the machine can send requests; put a proxy with authentication in front).
+        host: the address to listen on: 127.0.0.1 (default: this machine only), 0.0.0.0 or ``::`` (every
+            interface: anyone who can reach the machine can send requests; put a proxy with authentication in
+            front).
         base_model: use this base model instead of the one recorded with the adapter.
         constrained: as ``nerre predict``'s.
         merge: merge the LoRA weights into the base model (faster; same predictions up to float rounding).
@@ -171,6 +177,9 @@ def serve(*, adapter: str, port: int = 8000, host: str = "127.0.0.1", base_model
         workers_per_device: model copies per device.
         timeout: seconds a request may wait for its answer (then 504).
     """
+    if host not in HOSTS:
+        raise ConfigError(f"--host {host}: LitServe listens on {', '.join(HOSTS)}; 127.0.0.1 keeps the server to this "
+                          "machine, 0.0.0.0 opens it to every interface")
     server = build_server(adapter, base_model=base_model, constrained=constrained, merge=merge, batch_size=batch_size,
                           max_batch_size=max_batch_size, batch_timeout=batch_timeout, max_bytes=max_bytes,
                           max_texts=max_texts, accelerator=accelerator, devices=devices,

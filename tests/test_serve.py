@@ -79,11 +79,13 @@ def test_bad_requests_get_a_reason_and_the_server_stays_up(server):
             (client.post(predict, json={"texts": ["a", 1]}), 422, "list of strings"),
             (client.post(predict, json={"text": "x" * MAX_BYTES}), 413, f"over {MAX_BYTES} bytes"),
             (client.post(predict, json={"texts": ["a"] * 9}), 413, "at most 8"),
-            (client.post(predict, data={"text": "x"}), 415, "send JSON"),
+            (client.post(predict, data={"text": "x"}), 400, "not JSON"),  # a form
+            (client.post(predict, files={"text": b"x"}), 415, "send JSON"),
         ]
         for answer, status, reason in bad:
             assert answer.status_code == status and reason in answer.json()["error"], answer.text
-        good = client.post(predict, json={"text": TEXTS[1]})
+        good = client.post(predict, content=b'{"text": "%s"}' % TEXTS[1].encode(),  # as curl -d sends it
+                           headers={"content-type": "application/x-www-form-urlencoded"})
     assert good.status_code == 200 and [e["label"] for e in good.json()["entities"]] == ["PER", "LOC"]
 
 

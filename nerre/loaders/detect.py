@@ -50,15 +50,16 @@ def candidates(path: Path) -> tuple[list[str], str, list[str]]:
         return ["brat"], "a BRAT .ann/.txt pair", []
     if suffix == ".spacy":
         return ["spacy"], "a .spacy file", []
-    text, _ = read_head(path)
+    head = read_head(path)
+    text = head[0]
     if suffix in (".json", ".jsonl") or text.lstrip()[:1] in ("{", "["):
-        return _json_candidates(path)
+        return _json_candidates(path, head)
     fits, reason = looks_like_columns(text)
     return (["conll"] if fits else ["text"]), reason, ["conll"]
 
 
-def _json_candidates(path: Path) -> tuple[list[str], str, list[str]]:
-    records, layout = head_records(path, _SAMPLE)
+def _json_candidates(path: Path, head: tuple[str, bool]) -> tuple[list[str], str, list[str]]:
+    records, layout = head_records(path, _SAMPLE, head)
     strong: set[str] = set()
     weak: set[str] = set()
     for record in (r.data for r in records[:_SAMPLE]):

@@ -93,12 +93,13 @@ def iter_lines_records(path: str | Path, quiet: bool = False) -> Iterator[Record
         raise DataError(path, "the file holds no records")
 
 
-def head_records(path: str | Path, limit: int) -> tuple[list[Record], str]:
+def head_records(path: str | Path, limit: int, head: tuple[str, bool] | None = None) -> tuple[list[Record], str]:
     """Up to ``limit`` records from the start of ``path`` (:func:`~nerre.loaders.textfile.read_head`), and the
     layout, for format detection: a large file is not read whole. Objects are not required; quiet about a
-    byte-order mark. A file whose first record does not fit the part read is read whole."""
+    byte-order mark. A file whose first record does not fit the part read is read whole. ``head``: what
+    :func:`~nerre.loaders.textfile.read_head` gave, when the caller has read it already."""
     path = Path(path)
-    text, complete = read_head(path)
+    text, complete = head or read_head(path)
     if complete:
         return records_from_text(path, text, objects=False)
     stripped = text.lstrip()
