@@ -6,6 +6,7 @@ import itertools
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,40 @@ def test_an_interrupted_run_resumes_to_the_same_file(tiny_adapter, tmp_path, mon
     partial.write_bytes(b"".join(whole.read_bytes().splitlines(keepends=True)[:5]))
     with pytest.raises(DataError, match=r"out.jsonl.partial:1: this record is not the prediction of the input"):
         predict(adapter=str(tiny_adapter), input=str(other), output=str(out), resume=True)
+
+
+SLOW_PREDICT = """
+import sys, time
+from nerre.predict import Extractor
+generate = Extractor.generate
+def slow(self, windows):
+    time.sleep(0.5)  # time to be killed in the middle
+    return generate(self, windows)
+Extractor.generate = slow
+from nerre.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_killed_process_resumes_to_the_same_file(tiny_adapter, tmp_path):
+    source = raw_input(tmp_path, 40)
+    whole = tmp_path / "whole.jsonl"
+    predict(adapter=str(tiny_adapter), input=str(source), output=str(whole), batch_size=1)
+    out, partial = tmp_path / "out.jsonl", tmp_path / "out.jsonl.partial"
+    args = ["predict", "--adapter", str(tiny_adapter), "--input", str(source), "--output", str(out), "--batch_size", "1"]
+    process = subprocess.Popen([sys.executable, "-c", SLOW_PREDICT, *args], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (partial.is_file() and partial.read_bytes().count(b"\n") >= 8):
+            assert process.poll() is None and time.monotonic() < deadline, "the run ended before it was killed"
+            time.sleep(0.05)
+    finally:
+        process.kill()  # SIGKILL: no handler runs
+        process.wait(timeout=60)
+    assert not out.exists() and partial.read_bytes().count(b"\n") < 40
+    summary = predict(adapter=str(tiny_adapter), input=str(source), output=str(out), batch_size=1, resume=True)
+    assert summary["resumed after"] >= 8 and out.read_bytes() == whole.read_bytes() and not partial.exists()
 
 
 def test_the_merged_adapter_predicts_the_same(tiny_adapter, extractor):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -44,7 +44,9 @@ def read_conll(
     Raises:
         DataError: naming ``file:line`` for a missing file, a wrong column count, or a bad tag.
     """
-    return list(iter_conll(path, scheme, tag_column, separator, text_column))
+    path = Path(path)
+    held = list(_iter_sentences(path, tag_column, separator, text_column, quiet=False))  # the file, read once
+    return list(_examples(path, lambda quiet: iter(held), scheme))
 
 
 def iter_conll(
@@ -57,18 +59,20 @@ def iter_conll(
     """:func:`read_conll`, one sentence at a time: memory stays flat however large the file. With
     ``scheme="auto"`` a first pass over the file reads the tags alone to tell the scheme."""
     path = Path(path)
+    return _examples(path, lambda quiet: _iter_sentences(path, tag_column, separator, text_column, quiet), scheme)
+
+
+def _examples(path: Path, sentences: Callable[[bool], Iterator[_Sentence]], scheme: str) -> Iterator[Example]:
+    """The examples of the sentences that ``sentences(quiet)`` gives, each call from the start (``quiet``: for
+    the passes that only tell the scheme; the pass that makes the examples says what reading found)."""
     if scheme != "auto":
         scheme = normalize_scheme(scheme)
-
-    def sentences(quiet: bool = True) -> Iterator[_Sentence]:  # the pass that makes examples says what reading found
-        return _iter_sentences(path, tag_column, separator, text_column, quiet)
-
     if scheme == "auto":
-        scheme = detect_scheme(s.tags for s in sentences())
-        announce_scheme(scheme, (s.tags for s in sentences()),
-                        lambda i, k: f"{path}:{next(islice(sentences(), i, None)).lines[k]}")
+        scheme = detect_scheme(s.tags for s in sentences(True))
+        announce_scheme(scheme, (s.tags for s in sentences(True)),
+                        lambda i, k: f"{path}:{next(islice(sentences(True), i, None)).lines[k]}")
     empty = True
-    for sentence in sentences(quiet=False):
+    for sentence in sentences(False):
         empty = False
         try:
             spans = spans_from_tags(sentence.tags, scheme)
