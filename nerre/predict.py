@@ -236,12 +236,11 @@ def iter_inputs(path: str | Path, format: str | None = None, options: ReaderOpti
     path = Path(path)
     if not path.exists():
         raise MissingPathError(f"{path}: input file not found; check the path")
-    fmt = format or detect_format(path, options, allow_text=True)
+    fmt = format or detect_format(path, options, allow_text=True)  # (a missing file, a wrong format: fail now)
     if fmt != "text":
-        yield from stream_examples(path, fmt, options)
-        return
-    for n, line in enumerate(iter_lines(path), 1):
-        yield Example(line[:-1] if line.endswith("\r") else line, id=f"{path.name}:{n}")
+        return stream_examples(path, fmt, options)
+    return (Example(line[:-1] if line.endswith("\r") else line, id=f"{path.name}:{n}")
+            for n, line in enumerate(iter_lines(path), 1))
 
 
 # -- the command ---------------------------------------------------------------------------------

@@ -164,10 +164,9 @@ def stream_examples(path: str | Path, format: str | None = None,
     options = ReaderOptions.of(options)
     fmt = format.lower() if format else detect_format(path, options)
     if fmt not in _STREAMING:
-        yield from load_examples(path, fmt, options)
-        return
-    reader, given = _reader(path, fmt, options, _STREAMING)
-    yield from reader(path, **given)
+        return iter(load_examples(path, fmt, options))
+    reader, given = _reader(path, fmt, options, _STREAMING)  # a wrong option fails now, not at the first example
+    return reader(path, **given)
 
 
 def _reader(path: str | Path, fmt: str, options: ReaderOptions,
