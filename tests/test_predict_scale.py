@@ -189,3 +189,16 @@ def test_several_processes_write_the_same_file_as_one(tiny_adapter, tmp_path):
     assert summary["processes"] == 2 and summary["examples"] == 40
     assert two.read_bytes() == one.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["input.txt", "one.jsonl", "two.jsonl"]  # scratch removed
+
+
+def test_rank_files_merge_in_input_order(tmp_path):
+    from nerre.predict_ddp import merge_ranks
+
+    (tmp_path / "rank0.tsv").write_text('0\t{"n": 0}\n2\t{"n": 2}\n4\t{"n": 4}\n')
+    (tmp_path / "rank1.tsv").write_text('1\t{"n": 1}\n3\t{"n": 3}\n4\t{"n": 4}\n')  # 4 twice: a padded sampler
+    files = [tmp_path / "rank0.tsv", tmp_path / "rank1.tsv"]
+    merge_ranks(files, tmp_path / "out.jsonl", 5)
+    assert (tmp_path / "out.jsonl").read_text() == "".join(f'{{"n": {n}}}\n' for n in range(5))
+    with pytest.raises(RuntimeError, match="the ranks predicted texts 0 to 4 of 6"):
+        merge_ranks(files, tmp_path / "six.jsonl", 6)
+    assert not (tmp_path / "six.jsonl").exists()
