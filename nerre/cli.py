@@ -1,4 +1,4 @@
-"""The ``nerre`` command: ``fit``/``validate``/``test`` (LightningCLI), ``data``, ``evaluate``, ``predict``."""
+"""The ``nerre`` command: ``fit``/``validate``/``test`` (LightningCLI), ``data``, ``evaluate``, ``predict``, ``serve``."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ commands:
                            entities are missed or wrong
   predict --adapter DIR --input PATH --output PATH
                            extract entities and relations with a trained adapter
+  serve --adapter DIR [--port 8000]
+                           serve predictions over HTTP (LitServe; pip install 'nerre[serve]')
 
 Formats: conll, spert, jsonl, json, hf, brat, doccano, labelstudio, spacy (detected from the content, or
 --format). Reader options: --reader_options.NAME (evaluate: --gold_options.NAME, --pred_options.NAME).
@@ -251,6 +253,10 @@ def run(args: Sequence[str]) -> Any:
         from nerre.predict import predict
 
         commands["predict"] = predict
+    if args[0] == "serve":
+        from nerre.serve import serve
+
+        commands["serve"] = serve
     if args[0] not in commands:
         print(f"nerre: unknown command {args[0]!r}\n\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)

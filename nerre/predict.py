@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 from bisect import bisect_left
-from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from nerre.adapter import AdapterSettings, load_adapter
-from nerre.atomic import atomic_open
 from nerre.errors import ConfigError, MissingPathError
 from nerre.example import Entity, Example, Relation, Token
 from nerre.loaders.options import NO_OPTIONS, ReaderOptions
+from nerre.prediction_file import Tally, check_partial, partial_path, record_line, write_as_you_go
 from nerre.prompt import prompt_ids
 from nerre.schema import Schema, read_signatures
 
@@ -102,12 +102,18 @@ class Extractor:
 
     @classmethod
     def load(cls, adapter: str | Path, base_model: str | None = None, constrained: bool | None = None,
-             batch_size: int = 8, dtype: torch.dtype = torch.float32, signatures: bool = True,
+             batch_size: int = 8, dtype: torch.dtype = torch.float32, merge: bool = False, signatures: bool = True,
              signatures_from: str | Path | None = None, **knobs: Any) -> Extractor:
         """Load an adapter folder written by ``nerre fit`` (its ``adapter/``), or a shipped adapter by name
-        (``Extractor.load("conll2003")``; see :func:`nerre.adapter.shipped_adapters`). ``knobs``: as for
-        the constructor."""
+        (``Extractor.load("conll2003")``; see :func:`nerre.adapter.shipped_adapters`). ``signatures``,
+        ``signatures_from`` and ``knobs``: as for the constructor.
+
+        ``merge``: add the LoRA weights into the base weights once (peft's ``merge_and_unload``), so that each
+        forward pass runs plain linear layers instead of base + LoRA: faster on CPU, same predictions up to
+        float rounding."""
         model, tokenizer, settings = load_adapter(adapter, base_model=base_model, dtype=dtype)
+        if merge:
+            model = model.merge_and_unload().eval()
         return cls(model, tokenizer, settings, constrained=constrained, batch_size=batch_size, signatures=signatures,
                    signatures_from=signatures_from, model_version=model_version(adapter), **knobs)
 
@@ -119,25 +125,41 @@ class Extractor:
 
     # -- the work ----------------------------------------------------------------------------------
     def predict(self, examples: Iterable[Example], progress: bool = False) -> Iterator[Prediction]:
-        """Predictions for ``examples``, in order. Texts longer than the window are split and merged back."""
-        examples = list(examples)
-        windows = [(i, piece) for i, ex in enumerate(examples) for piece in self.split(ex)]
-        expected = Counter(i for i, _ in windows)
-        results: dict[int, list[tuple[Example, Counter, str]]] = {i: [] for i in range(len(examples))}
-        bar = _progress(len(examples), progress)  # counts texts, however many windows each takes
-        done, chunk = 0, 8 * self.batch_size  # decoded together; predictions are yielded after each chunk
-        for start in range(0, len(windows) + 1, chunk):
-            batch = windows[start : start + chunk]
-            pieces = [piece for _, piece in batch]
-            outputs = self.generate(pieces) if batch else []
-            read, defects = self.formulation.parse(pieces, outputs)
-            self._score(pieces, outputs, read)
-            for (i, _), example, piece_defects, output in zip(batch, read, defects, outputs):
-                results[i].append((example, piece_defects, output))
-            while done < len(examples) and (len(results[done]) == expected[done] or start + chunk > len(windows)):
-                yield _merge(examples[done], results.pop(done))
+        """Predictions for ``examples``, in order. Texts longer than the window are split and merged back.
+
+        ``examples`` is read as it is needed (a generator over a large file is never held whole): windows are
+        decoded ``8 * batch_size`` at a time and each prediction is yielded as soon as its text is done.
+        """
+        bar = _progress(len(examples) if isinstance(examples, Sized) else None, progress)  # texts, not windows
+        inputs = iter(enumerate(examples))
+        pending: deque[tuple[int, Example]] = deque()  # windows read, not yet decoded
+        held: dict[int, tuple[Example, int, list[tuple[Example, Counter, str]]]] = {}  # text, windows, results
+        done, chunk, exhausted = 0, 8 * self.batch_size, False  # decoded together
+        while True:
+            while not exhausted and len(pending) < chunk:
+                try:
+                    i, example = next(inputs)
+                except StopIteration:
+                    exhausted = True
+                    break
+                pieces = self.split(example)
+                held[i] = (example, len(pieces), [])
+                pending.extend((i, piece) for piece in pieces)
+            batch = [pending.popleft() for _ in range(min(chunk, len(pending)))]
+            if batch:
+                pieces = [piece for _, piece in batch]
+                outputs = self.generate(pieces)
+                read, defects = self.formulation.parse(pieces, outputs)
+                self._score(pieces, outputs, read)
+                for (i, _), example, piece_defects, output in zip(batch, read, defects, outputs):
+                    held[i][2].append((example, piece_defects, output))
+            while done in held and len(held[done][2]) == held[done][1]:
+                example, _, parts = held.pop(done)
+                yield _merge(example, parts)
                 bar.update(1)
                 done += 1
+            if exhausted and not pending:
+                break
         bar.close()
 
     def split(self, example: Example) -> list[Example]:
@@ -261,38 +283,24 @@ def read_inputs(path: str | Path, format: str | None = None, options: ReaderOpti
     A file is raw text unless its content is one of the formats (a CoNLL column file only when its lines
     look like columns throughout; see :mod:`nerre.loaders.detect`), or ``format`` says otherwise.
     """
-    from nerre.loaders import detect_format, load_examples
-    from nerre.loaders.textfile import read_text
+    return list(iter_inputs(path, format, options))
+
+
+def iter_inputs(path: str | Path, format: str | None = None, options: ReaderOptions = NO_OPTIONS) -> Iterator[Example]:
+    """:func:`read_inputs` one example at a time: raw text, JSONL and CoNLL files are read as they are needed
+    (memory stays flat however large the file); the other formats are read whole (see
+    :func:`nerre.loaders.stream_examples`)."""
+    from nerre.loaders import detect_format, stream_examples
+    from nerre.loaders.textfile import iter_lines
 
     path = Path(path)
     if not path.exists():
         raise MissingPathError(f"{path}: input file not found; check the path")
-    fmt = format or detect_format(path, options, allow_text=True)
+    fmt = format or detect_format(path, options, allow_text=True)  # (a missing file, a wrong format: fail now)
     if fmt != "text":
-        return load_examples(path, fmt, options)
-    lines = read_text(path).split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [Example(line[:-1] if line.endswith("\r") else line, id=f"{path.name}:{n}")
-            for n, line in enumerate(lines, 1)]
-
-
-def _write_as_you_go(predictions: Iterable[Prediction], path: Path, total: int) -> list[Prediction]:
-    """Write prediction JSONL as it comes to ``path.partial``, renamed to ``path`` when complete; an error or
-    Ctrl-C keeps what was written in the ``.partial`` file."""
-    done: list[Prediction] = []
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with atomic_open(path, "w", keep_partial=partial) as out:
-            for prediction in predictions:
-                out.write(json.dumps(prediction.to_dict(), ensure_ascii=False) + "\n")
-                out.flush()  # what is written stays written, whatever happens next
-                done.append(prediction)
-    except BaseException:
-        log.warning("prediction stopped after %d of %d texts; those are in %s", len(done), total, partial)
-        raise
-    partial.unlink(missing_ok=True)
-    return done
+        return stream_examples(path, fmt, options)
+    return (Example(line[:-1] if line.endswith("\r") else line, id=f"{path.name}:{n}")
+            for n, line in enumerate(iter_lines(path), 1))
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -319,7 +327,13 @@ def predict(
     relation_bias: float = 0.0,
     min_score: float = 0.0,
     min_relation_score: float | None = None,
-) -> dict[str, Any]:
+    resume: bool = False,
+    merge: bool = False,
+    devices: int | str = 1,
+    strategy: str | None = None,
+    num_nodes: int = 1,
+    accelerator: str = "auto",
+) -> dict[str, Any] | None:
     """Extract entities and relations from a file with a trained adapter; write the predictions.
 
     Args:
@@ -356,6 +370,20 @@ def predict(
         relation_bias: the same for starting another relation line.
         min_score: keep only the entities (and relations) whose score is at least this (precision up).
         min_relation_score: the threshold for relations, when it should differ from ``min_score``.
+        resume: continue an interrupted run from its ``OUTPUT.partial`` file (JSONL output): the texts it holds
+            are checked against the input and skipped, the rest appended (see :mod:`nerre.prediction_file`).
+        merge: merge the LoRA weights into the base model before predicting (faster; same predictions up to
+            float rounding).
+        devices: processes to predict in (Lightning's ``devices``: a number, ``auto``, or GPU ids); more than
+            one predicts through Lightning's ``Trainer.predict`` (see :mod:`nerre.predict_ddp`).
+        strategy: Lightning strategy of a multi-process run: ``ddp`` (or ``ddp_spawn``); default: ``ddp`` when
+            ``devices`` or ``num_nodes`` ask for several processes.
+        num_nodes: machines of a multi-process run (Lightning's ``num_nodes``).
+        accelerator: Lightning's ``accelerator`` of a multi-process run: ``auto``, ``gpu`` or ``cpu``.
+
+    Raw text, JSONL and CoNLL inputs are read as prediction goes, and JSONL output is written as it goes, so
+    memory stays flat however large the input, unless ``evaluate``, ``spacy``, ``html``, another output
+    format or several processes need all the texts at once.
     """
     from nerre.loaders import output_format, write_examples
 
@@ -369,58 +397,111 @@ def predict(
                               f"{Path(value) / 'predictions'}.{suffix}")
     if rank not in (None, "uncertainty"):
         raise ConfigError(f"--rank {rank!r}: the one ranking is 'uncertainty' (least confident documents first)")
-    examples = read_inputs(input, format, reader_options)
-    examples = examples if rank else examples[:limit]
+    distributed = str(devices) != "1" or num_nodes > 1 or strategy is not None
+    if rank and (resume or distributed or evaluate):
+        raise ConfigError("--rank writes the documents to annotate next, after predicting every text: drop --resume, "
+                          "--devices and --evaluate (evaluate a run without --rank)")
+    if resume and (out_format != "jsonl" or distributed):
+        raise ConfigError("--resume continues prediction JSONL written by one process; drop --resume, or write "
+                          "JSONL (--to jsonl) with --devices 1")
+    if distributed and (out_format != "jsonl" or spacy or html):
+        raise ConfigError("several processes write prediction JSONL only; write JSONL, then convert it with `nerre "
+                          "data convert` (and drop --spacy and --html)")
+    hold = out_format != "jsonl" or evaluate or bool(spacy or html or rank)  # need every prediction at the end
+    inputs: Iterable[Example] = iter_inputs(input, format, reader_options)
+    if limit is not None and not rank:  # with rank, limit cuts the ranking
+        inputs = islice(inputs, limit)
     knobs = {"entity_bias": entity_bias, "relation_bias": relation_bias, "min_entity_score": min_score,
              "min_relation_score": min_score if min_relation_score is None else min_relation_score}
-    extractor = Extractor.load(adapter, base_model=base_model, constrained=constrained, batch_size=batch_size,
-                               signatures=signatures, signatures_from=signatures_from, **knobs)
+    loading = dict(adapter=adapter, base_model=base_model, constrained=constrained, batch_size=batch_size,
+                   merge=merge, signatures=signatures, signatures_from=signatures_from, **knobs)
+    if hold or distributed:
+        inputs = list(inputs)
+    if distributed:
+        from nerre.predict_ddp import predict_distributed
+
+        return predict_distributed(inputs, out_path, evaluate=evaluate, settings=loading, trainer=dict(
+            devices=devices, strategy=strategy or "ddp", num_nodes=num_nodes, accelerator=accelerator))
+    extractor = Extractor.load(**loading)
     if (rank or any(knobs.values())) and not extractor.constrained:
         raise ConfigError("--rank, the biases and the score thresholds need scores, which only constrained "
                           "decoding gives; drop --constrained false")
     started = time.perf_counter()
-    if out_format == "jsonl" and not rank:
-        predictions = _write_as_you_go(extractor.predict(examples, progress=True), out_path, len(examples))
+    if rank:
+        ranked = rank_predictions(list(extractor.predict(inputs, progress=True)), rank, limit)
+    tally, predicted = Tally(), []  # predicted: the predictions' examples, when held
+    lost = None
+    if out_format == "jsonl":
+        todo, keep = iter(inputs), None  # (inputs stays the list of gold examples, when held)
+        partial = partial_path(out_path)
+        if resume and partial.is_file():
+            def resumed(record: dict[str, Any], example: Example) -> None:
+                tally.add(record)
+                if hold:
+                    predicted.append(replace(Example.from_dict(record), tokens=example.tokens))
+
+            keep = check_partial(partial, todo, resumed)
+            log.warning("%s: resuming after the %d texts it holds", partial, tally.examples)
+        elif resume:
+            log.warning("%s not found: nothing to resume, every text is predicted", partial)
+        elif partial.is_file():
+            log.warning("%s (from an interrupted run) is started over; --resume true continues it instead", partial)
+        done_before = tally.examples
+
+        def lines() -> Iterator[tuple[str, dict[str, Any]]]:
+            for prediction in ranked if rank else extractor.predict(todo, progress=True):
+                if hold:
+                    predicted.append(prediction.example)
+                record = prediction.to_dict()
+                yield record_line(record), record
+
+        try:
+            write_as_you_go(lines(), out_path, keep, on_record=tally.add)
+        except BaseException:
+            log.warning("prediction stopped after %d texts; those are in %s: run the same command with --resume "
+                        "true to continue", tally.examples, partial)
+            raise
     else:
-        predictions = rank_predictions(list(extractor.predict(examples, progress=True)), rank, limit)
-        if out_format == "jsonl":
-            _write_as_you_go(predictions, out_path, len(predictions))
-    defects: Counter = Counter()
-    for prediction in predictions:
-        defects.update(prediction.defects)
+        done_before = 0
+        for prediction in ranked if rank else extractor.predict(inputs, progress=True):
+            tally.add(prediction.to_dict())
+            predicted.append(prediction.example)
+        settings = {"predictions": True, "model_version": extractor.model_version} if out_format == "labelstudio" \
+            else {}
+        lost = write_examples(predicted, out_path, out_format, **settings)
     seconds = time.perf_counter() - started
-    settings = {"predictions": True, "model_version": extractor.model_version} if out_format == "labelstudio" else {}
-    lost = write_examples([p.example for p in predictions], out_path, out_format, **settings) \
-        if out_format != "jsonl" else None
+    new = tally.examples - done_before
     summary: dict[str, Any] = {
-        "examples": len(predictions),
-        "entities": sum(len(p.example.entities) for p in predictions),
-        "relations": sum(len(p.example.relations) for p in predictions),
-        "defects": dict(defects),
+        "examples": tally.examples,
+        "entities": tally.entities,
+        "relations": tally.relations,
+        "defects": dict(tally.defects),
         "constrained": extractor.constrained,
         "signatures": extractor.formulation.schema.describe_signatures() if extractor.constrained and signatures
         else None,
         "seconds": round(seconds, 2),
-        "sentences_per_s": round(len(predictions) / seconds, 3) if seconds else None,
+        "sentences_per_s": round(new / seconds, 3) if seconds and new else None,
         "output": str(out_path),
         "format": out_format,
         "model_version": extractor.model_version,
     }
+    if done_before:
+        summary["resumed after"] = done_before
     if extractor.dropped:
         summary["dropped by the score thresholds"] = dict(extractor.dropped)
     if rank:
-        summary["ranked"] = f"{rank}: least confident first, {len(predictions)} of {len(examples)} documents written"
+        summary["ranked"] = f"{rank}: least confident first, {tally.examples} of {len(inputs)} documents written"
     if lost is not None:
         summary["not carried over"] = lost.lines()
     if evaluate:
         from nerre.metrics import evaluate as score
 
         symmetric = extractor.formulation.schema.symmetric_relations
-        summary["scores"] = score(examples, [p.example for p in predictions], symmetric=symmetric)
+        summary["scores"] = score(inputs, predicted, symmetric=symmetric)
     if spacy or html:
         from nerre.spacy_export import render_html, save_docbin, to_docs
 
-        docs, report = to_docs([p.example for p in predictions])
+        docs, report = to_docs(predicted)
         summary["spacy"] = str(report)
         if not report.ok:
             log.warning("spaCy export: %s", report)

@@ -192,3 +192,32 @@ class StopAt(Callback):
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if trainer.global_step == self.step:
             raise KeyboardInterrupt
+
+
+TINY_SCHEMA = {
+    "entities": [{"name": "PER", "display": "person"}, {"name": "ORG", "display": "organization"},
+                 {"name": "LOC", "display": "location"}],
+    "relations": [{"name": "Work_For", "display": "works for"}],
+}
+"""Labels of :func:`tiny_adapter`."""
+
+
+def tiny_adapter(folder: str | Path, texts: Iterable[str] = DEFAULT_TEXTS, lora_seed: int = 1,
+                 max_sequence_tokens: int = 2048) -> Path:
+    """An untrained nerre adapter (random LoRA weights on a random tiny model, whose folder is
+    ``folder/base``) in ``folder/adapter``: loads and predicts like a trained one, fast, for benchmarks of
+    the machinery (memory, serving, profiles) rather than of the predictions. A small
+    ``max_sequence_tokens`` leaves answers little budget, so the grammar completes them in few passes."""
+    from peft import LoraConfig, get_peft_model
+
+    from nerre.adapter import AdapterSettings, save_adapter
+
+    folder = Path(folder)
+    base = tiny_checkpoint(folder / "base", texts, initializer_range=0.5)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(base)
+    torch.manual_seed(lora_seed)
+    model = get_peft_model(Gemma3ForCausalLM.from_pretrained(base), LoraConfig(r=4, target_modules="all-linear",
+                                                                                init_lora_weights=False))
+    settings = AdapterSettings(base_model=str(base), formulation="tagged", schema=TINY_SCHEMA,
+                             max_sequence_tokens=max_sequence_tokens)
+    return save_adapter(model, tokenizer, settings, folder / "adapter")

@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nerre.errors import ConfigError, DataError
 from nerre.example import Entity, Example, Relation, Token
 from nerre.loaders.brat import read_brat, write_brat
-from nerre.loaders.conll import read_conll
+from nerre.loaders.conll import iter_conll, read_conll
 from nerre.loaders.detect import candidates, no_format_error
 from nerre.loaders.docbin import read_docbin, write_docbin
 from nerre.loaders.doccano import read_doccano, write_doccano
 from nerre.loaders.hf import read_hf
-from nerre.loaders.jsonl import read_json, read_jsonl, write_json, write_jsonl
+from nerre.loaders.jsonl import iter_jsonl, read_json, read_jsonl, write_json, write_jsonl
 from nerre.loaders.labelstudio import read_labelstudio, write_labelstudio
 from nerre.loaders.options import NO_OPTIONS, ReaderOptions, ReadNotes
 from nerre.loaders.spans import CHARACTER_FORMATS, normalize_spans
@@ -60,12 +60,16 @@ _WRITERS: dict[str, Callable[..., Any]] = {
     "labelstudio": write_labelstudio,
     "spacy": write_docbin,
 }
+_STREAMING: dict[str, Callable[..., Iterator[Example]]] = {"conll": iter_conll, "jsonl": iter_jsonl}
+STREAMED = ("text", *_STREAMING)
+"""The formats read one example at a time (``text``: raw text, one document per line, for ``nerre predict``)."""
 _SUFFIXES = {".jsonl": "jsonl", ".spacy": "spacy", ".conll": "conll", ".ann": "brat"}
 _NO_SCORES = ("conll", "spert", "hf")
 """Formats that cannot hold prediction scores (doccano holds the document's: its writer says what it leaves)."""
 
 __all__ = [
     "FORMATS",
+    "STREAMED",
     "ReadNotes",
     "ReaderOptions",
     "convert",
@@ -82,6 +86,7 @@ __all__ = [
     "read_jsonl",
     "read_labelstudio",
     "read_spert",
+    "stream_examples",
     "to_dataset",
     "write_examples",
     "write_json",
@@ -145,17 +150,7 @@ def load_examples(path: str | Path, format: str | None = None, options: ReaderOp
     """
     options = ReaderOptions.of(options, **more)
     fmt = format.lower() if format else detect_format(path, options)
-    if fmt not in _READERS:
-        raise ConfigError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
-    reader = _READERS[fmt]
-    given = options.given()
-    accepted = option_names(fmt)
-    unknown = sorted(set(given) - set(accepted))
-    if unknown:
-        raise ConfigError(
-            f"{path}: reader option(s) {', '.join(unknown)} do not apply to format {fmt!r}; "
-            f"it takes {', '.join(accepted) if accepted else 'no options'}"
-        )
+    reader, given = _reader(path, fmt, options, _READERS)
     collected = ReadNotes() if notes is None else notes
     trim = given.pop("trim_spans", True)
     if "notes" in inspect.signature(reader).parameters:
@@ -166,6 +161,47 @@ def load_examples(path: str | Path, format: str | None = None, options: ReaderOp
     if notes is None and collected:
         log.warning("%s (%s): %s", path, fmt, collected)
     return examples
+
+
+def stream_examples(path: str | Path, format: str | None = None,
+                    options: ReaderOptions | dict[str, Any] | None = None) -> Iterator[Example]:
+    """:func:`load_examples`, one example at a time where the format allows (:data:`STREAMED`: memory stays
+    flat however large the file); the other formats are read whole first (one JSON document, a folder ...)."""
+    options = ReaderOptions.of(options)
+    fmt = format.lower() if format else detect_format(path, options)
+    if fmt not in _STREAMING:
+        return iter(load_examples(path, fmt, options))
+    reader, given = _reader(path, fmt, options, _STREAMING)  # a wrong option fails now, not at the first example
+    trim = given.pop("trim_spans", True)
+    notes = ReadNotes()
+    if "notes" in inspect.signature(reader).parameters:
+        given["notes"] = notes
+    return _said(path, fmt, reader(path, **given), notes, trim)
+
+
+def _said(path: str | Path, fmt: str, examples: Iterator[Example], notes: ReadNotes, trim: bool) -> Iterator[Example]:
+    """``examples`` as they stream, spans normalised where people drew them; what reading converted is logged
+    as one warning line at the end, as :func:`load_examples` does."""
+    for example in examples:
+        yield normalize_spans([example], notes, trim)[0] if fmt in CHARACTER_FORMATS else example
+    if notes:
+        log.warning("%s (%s): %s", path, fmt, notes)
+
+
+def _reader(path: str | Path, fmt: str, options: ReaderOptions,
+            readers: dict[str, Callable[..., Any]]) -> tuple[Callable[..., Any], dict[str, Any]]:
+    """The reader of ``fmt`` and the options it is given; errors for an unknown format or option."""
+    if fmt not in _READERS:
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    given = options.given()
+    accepted = option_names(fmt)
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"{path}: reader option(s) {', '.join(unknown)} do not apply to format {fmt!r}; "
+            f"it takes {', '.join(accepted) if accepted else 'no options'}"
+        )
+    return readers[fmt], given
 
 
 def output_format(path: str | Path, to: str | None = None) -> str:

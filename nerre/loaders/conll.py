@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from nerre.errors import ConfigError, DataError
 from nerre.example import NO_SPACE_SCRIPTS, Example, written_without_spaces
 from nerre.loaders.options import ReadNotes
 from nerre.loaders.tags import TagError, announce_scheme, detect_scheme, normalize_scheme, spans_from_tags
-from nerre.loaders.textfile import read_text
+from nerre.loaders.textfile import iter_lines
 
 DOCSTART = "-DOCSTART-"
 
@@ -50,6 +52,31 @@ def read_conll(
         DataError: naming ``file:line`` for a missing file, a wrong column count, or a bad tag.
     """
     path = Path(path)
+    held = list(_iter_sentences(path, tag_column, separator, text_column, quiet=False))  # the file, read once
+    return list(_examples(path, lambda quiet: iter(held), scheme, join, tag_errors, notes))
+
+
+def iter_conll(
+    path: str | Path,
+    scheme: str = "auto",
+    tag_column: int = -1,
+    separator: str | None = None,
+    text_column: int = 0,
+    join: str = "auto",
+    tag_errors: str = "raise",
+    notes: ReadNotes | None = None,
+) -> Iterator[Example]:
+    """:func:`read_conll`, one sentence at a time: memory stays flat however large the file. With
+    ``scheme="auto"`` (or ``join="auto"``) a first pass over the file reads the tags (or words) alone."""
+    path = Path(path)
+    return _examples(path, lambda quiet: _iter_sentences(path, tag_column, separator, text_column, quiet), scheme,
+                     join, tag_errors, notes)
+
+
+def _examples(path: Path, sentences: Callable[[bool], Iterator[_Sentence]], scheme: str, join: str = "auto",
+              tag_errors: str = "raise", notes: ReadNotes | None = None) -> Iterator[Example]:
+    """The examples of the sentences that ``sentences(quiet)`` gives, each call from the start (``quiet``: for
+    the passes that only tell the scheme; the pass that makes the examples says what reading found)."""
     notes = ReadNotes() if notes is None else notes
     if scheme != "auto":
         scheme = normalize_scheme(scheme)
@@ -57,15 +84,14 @@ def read_conll(
         raise ConfigError(f"join={join!r}: choose space, none or auto")
     if tag_errors not in ("raise", "drop"):
         raise ConfigError(f"tag_errors={tag_errors!r}: choose raise or drop")
-    sentences = _read_sentences(path, tag_column, separator, text_column)
-    if not sentences:
-        raise DataError(path, "the file holds no sentences; expected one token per line, blank lines between sentences")
     if scheme == "auto":
-        scheme = detect_scheme(s.tags for s in sentences)
-        announce_scheme(scheme, [s.tags for s in sentences], lambda i, k: f"{path}:{sentences[i].lines[k]}")
+        scheme = detect_scheme(s.tags for s in sentences(True))
+        announce_scheme(scheme, (s.tags for s in sentences(True)),
+                        lambda i, k: f"{path}:{next(islice(sentences(True), i, None)).lines[k]}")
     joiner = _joiner(sentences, join, notes)
-    examples = []
-    for sentence in sentences:
+    empty = True
+    for sentence in sentences(False):
+        empty = False
         dropped: list[TagError] | None = [] if tag_errors == "drop" else None
         try:
             spans = spans_from_tags(sentence.tags, scheme, dropped)
@@ -76,46 +102,52 @@ def read_conll(
         for error in dropped or []:
             notes.add("entities left out: their tags break the scheme (tag_errors=drop)",
                       f"{path.name}:{sentence.lines[error.position]}")
-        examples.append(Example.from_tokens(sentence.words, spans, id=f"{path.name}:{sentence.lines[0]}",
-                                            joiner=joiner))
-    return examples
+        yield Example.from_tokens(sentence.words, spans, id=f"{path.name}:{sentence.lines[0]}", joiner=joiner)
+    if empty:
+        raise DataError(path, "the file holds no sentences; expected one token per line, blank lines between sentences")
 
 
-def _joiner(sentences: list[_Sentence], join: str, notes: ReadNotes) -> str:
+def _joiner(sentences: Callable[[bool], Iterator[_Sentence]], join: str, notes: ReadNotes) -> str:
     """The string between tokens: ``" "``, or ``""`` for a character-level file of a script without spaces."""
     if join == "space":
         return " "
     if join == "none":
         notes.say("tokens joined without spaces (join=none)")
         return ""
-    words = [w for s in sentences for w in s.words]
-    if all(len(w) == 1 for w in words) and 2 * sum(map(written_without_spaces, words)) > len(words):
+    total = without = 0
+    for sentence in sentences(True):
+        for word in sentence.words:
+            if len(word) != 1:
+                return " "
+            total += 1
+            without += written_without_spaces(word)
+    if 2 * without > total:
         notes.say(f"tokens joined without spaces: every token is one character and most are of scripts written "
                   f"without spaces ({', '.join(NO_SPACE_SCRIPTS)}); set join=space to override")
         return ""
     return " "
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_lines(path: Path, quiet: bool) -> Iterator[str]:
     if not path.exists() and not path.suffix:
         raise DataError(path, "file does not exist; check the path (for a Hugging Face hub dataset pass format='hf')")
-    lines = read_text(path).split("\n")  # only newlines end lines, so line numbers match an editor's
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    for line in iter_lines(path, quiet):  # only newlines end lines, so line numbers match an editor's
+        yield line[:-1] if line.endswith("\r") else line
 
 
-def _read_sentences(path: Path, tag_column: int, separator: str | None, text_column: int) -> list[_Sentence]:
-    sentences: list[_Sentence] = []
+def _iter_sentences(path: Path, tag_column: int, separator: str | None, text_column: int,
+                    quiet: bool) -> Iterator[_Sentence]:
     current = _Sentence()
     n_columns = first_line = 0
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(_read_lines(path, quiet), start=1):
         if not line.strip():
             if current.words:
-                sentences.append(current)
+                yield current
                 current = _Sentence()
             continue
         if line.split()[0] == DOCSTART:
             if current.words:
-                sentences.append(current)
+                yield current
                 current = _Sentence()
             continue
         if n_columns == 0 and separator is None:
@@ -139,8 +171,7 @@ def _read_sentences(path: Path, tag_column: int, separator: str | None, text_col
         current.tags.append(fields[tag_column])
         current.lines.append(number)
     if current.words:
-        sentences.append(current)
-    return sentences
+        yield current
 
 
 def _check_columns(path: Path, line: int, n_columns: int, tag_column: int, text_column: int) -> None:

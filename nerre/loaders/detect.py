@@ -1,5 +1,8 @@
 """Which format a path holds, judged by its content: :func:`candidates` lists every format that fits.
 
+Only the start of a file is read (:data:`~nerre.loaders.textfile.HEAD_BYTES`, 1 MiB, and at most the first
+200 JSON records), however large the file; "throughout" below means throughout that start.
+
 * a folder: ``hf`` (written by ``save_to_disk``) or ``brat`` (``.txt``/``.ann`` files);
 * ``.ann``, or a ``.txt`` with an ``.ann`` beside it: ``brat``; ``.spacy``: ``spacy``;
 * JSON (``.json``, ``.jsonl``, or any file starting with ``{`` or ``[``): by the shape of its records:
@@ -17,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from nerre.errors import DataError
-from nerre.loaders.records import read_records
-from nerre.loaders.textfile import read_text
+from nerre.loaders.records import head_records
+from nerre.loaders.textfile import read_head
 
 SHAPES = {
     "spert": "a JSON list of {tokens, entities, relations}",
@@ -48,15 +51,16 @@ def candidates(path: Path) -> tuple[list[str], str, list[str]]:
         return ["brat"], "a BRAT .ann/.txt pair", []
     if suffix == ".spacy":
         return ["spacy"], "a .spacy file", []
-    text = read_text(path, quiet=True)
+    head = read_head(path)
+    text = head[0]
     if suffix in (".json", ".jsonl") or text.lstrip()[:1] in ("{", "["):
-        return _json_candidates(path)
+        return _json_candidates(path, head)
     fits, reason = looks_like_columns(text)
     return (["conll"] if fits else ["text"]), reason, ["conll"]
 
 
-def _json_candidates(path: Path) -> tuple[list[str], str, list[str]]:
-    records, layout = read_records(path, objects=False, quiet=True)
+def _json_candidates(path: Path, head: tuple[str, bool]) -> tuple[list[str], str, list[str]]:
+    records, layout = head_records(path, _SAMPLE, head)
     strong: set[str] = set()
     weak: set[str] = set()
     for record in (r.data for r in records[:_SAMPLE]):

@@ -10,13 +10,13 @@ unless given explicitly.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from nerre.errors import DataError
 from nerre.example import Entity, Example, Relation
-from nerre.loaders.records import Record, read_records
+from nerre.loaders.records import Record, iter_lines_records, read_records
 
 # (label, value, start, end) keys of a span
 PRESETS: dict[str, tuple[str, str, str, str]] = {
@@ -62,7 +62,31 @@ def read_jsonl(
         DataError: naming ``file:line`` for a missing or empty file, broken JSON, a missing field, a span out of
             range, a value that differs from the text it covers, or a relation index out of range.
     """
-    return _read(path, "jsonl", text_field, spans_field, (label_key, value_key, start_key, end_key), relations_field)
+    return list(iter_jsonl(path, text_field, spans_field, label_key, value_key, start_key, end_key, relations_field))
+
+
+def iter_jsonl(
+    path: str | Path,
+    text_field: str | None = None,
+    spans_field: str | None = None,
+    label_key: str | None = None,
+    value_key: str | None = None,
+    start_key: str | None = None,
+    end_key: str | None = None,
+    relations_field: str = "relations",
+) -> Iterator[Example]:
+    """:func:`read_jsonl`, one record at a time: memory stays flat however large the file. The span keys
+    left as None come from the first record that has spans, as :func:`read_jsonl` takes them."""
+    path = Path(path)
+    fields: tuple[str, str] | None = None
+    keys: tuple[str | None, ...] = (label_key, value_key, start_key, end_key)
+    keys_known = all(key is not None for key in keys)
+    for record in iter_lines_records(path):
+        if fields is None:
+            fields = _fields(record.data, text_field, spans_field)
+        if not keys_known and isinstance(record.data.get(fields[1]), list) and record.data[fields[1]]:
+            keys, keys_known = _span_keys(path, [record], fields[1], keys), True
+        yield _example(path, record, *fields, keys, relations_field)
 
 
 def read_json(
