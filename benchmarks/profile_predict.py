@@ -3,7 +3,7 @@
 * ``body``: the transformer body's forward passes (``ModelPasses.run`` and the prompt-header prefill), and
   within them, from a ``torch.profiler`` pass over ``--op-sentences`` sentences, the share of the matmuls
   (``mm``/``addmm``/``bmm``/``mv``), of attention (``*attention*``, ``softmax``) and of the other ops;
-* ``lm_head``: the LM head over the grammar's candidates (``ModelPasses.best``);
+* ``lm_head``: the LM head over the grammar's candidates (``ModelPasses.best`` and ``choose``);
 * ``grammar``: grammar and candidate bookkeeping of the constrained decoder (proposals, verification,
   starting and finishing rows; the model calls inside are counted under their own heading);
 * ``tokenisation``: every tokenizer call (prompts, windows, proposals);
@@ -123,6 +123,7 @@ def install(timers: Timers, extractor: Extractor) -> None:
     timers.wrap(ModelPasses, "run", "body")
     timers.wrap(ModelPasses, "prefill", "body")
     timers.wrap(ModelPasses, "best", "lm_head")
+    timers.wrap(ModelPasses, "choose", "lm_head")  # the scored path: the same head, its logits kept
     for name in ("_propose", "_verify", "_start", "_finish", "prepare_prefix"):
         timers.wrap(SpeculativeDecoder, name, "grammar")
     timers.wrap(type(extractor.formulation), "parse", "parsing")
