@@ -10,7 +10,7 @@ import pytest
 import yaml
 from test_formulation import CORPORA, JOHN, SCHEMA, example
 
-from nerre.example import Entity, Example, Relation, Token
+from nerre.example import Entity, Example, Relation, Token, tokenize
 from nerre.formulation import DEFECTS, BioTags, TaggedText, get_formulation
 from nerre.formulation.bio import LOSSES
 from nerre.loaders import load_examples
@@ -113,9 +113,13 @@ def test_nested_entities_keep_the_outermost_and_count_what_is_left_out():
 
 
 def test_entities_off_token_boundaries_are_counted_and_left_out():
-    ex = Example("Americans and Acme", [Entity(0, 7, "LOC"), Entity(14, 18, "ORG")])
+    text, entities = "Americans and Acme", [Entity(0, 7, "LOC"), Entity(14, 18, "ORG")]
+    ex = Example(text, entities, tokens=tokenize(text))  # the corpus's own tokens: "Americans" stays whole
     kept, lost = BioTags(SCHEMA).representable(ex)
     assert kept.entities == [Entity(14, 18, "ORG")] and lost == {"unaligned_entity": 1}
+    # without given tokens, the word is split where the entity ends, so nothing is lost
+    kept, lost = BioTags(SCHEMA).representable(Example(text, entities))
+    assert kept.entities == entities and not lost
 
 
 def test_tokens_holding_whitespace_are_refused():

@@ -29,7 +29,9 @@ def cli_json(args: list[str], capsys) -> dict:
 def test_data_stats_match_source_md(data_dir, capsys):
     stats = cli_json(["data", "stats", str(data_dir / "conll2003/test.txt")], capsys)
     assert stats == {"format": "conll", "examples": 3453, "tokens": 46435, "relations": {},
-                     "entities": {"LOC": 1668, "MISC": 702, "ORG": 1661, "PER": 1617}, "converted": []}
+                     "entities": {"LOC": 1668, "MISC": 702, "ORG": 1661, "PER": 1617}, "converted": [],
+                     "grammar": {"formulation": "tagged", "accepted": 3453, "examples": 3453, "share": 1.0,
+                                 "outside": []}}
     stats = cli_json(["data", "stats", str(data_dir / "conll04/conll04_train.json"), "--format", "spert"], capsys)
     assert stats["examples"] == 922 and stats["tokens"] == 26525
     assert stats["entities"] == {"Loc": 1219, "Org": 616, "Other": 455, "Peop": 1087}
