@@ -2,7 +2,7 @@
 
     python benchmarks/grammar_coverage.py --data-dir ../shared/data
 
-Writes ``benchmarks/results/grammar_coverage/result.json`` and ``result.md``: for every corpus file under
+Writes ``benchmarks/results/grammar_coverage/coverage.json`` and ``coverage.md``: for every corpus file under
 the data folder (CoNLL-2003, CoNLL04, ADE (the full set), SciERC, Resume NER), and for the tagged and bio
 formulations, how many gold answers the grammar accepts byte by byte (no model needed), with the first
 few it does not and why. The schema is inferred from each file, as ``nerre data stats`` does.
@@ -52,7 +52,7 @@ def main() -> None:
             print(f"{name:32} {formulation:6} {coverage['accepted']:6}/{coverage['examples']:<6} "
                   f"{100 * coverage['share']:.2f}%  {coverage['outside'][:1]}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_text(args.out / "result.json", json.dumps({"command": "python benchmarks/grammar_coverage.py",
+    write_text(args.out / "coverage.json", json.dumps({"command": "python benchmarks/grammar_coverage.py",
                                                      "rows": rows}, indent=2, ensure_ascii=False) + "\n")
     lines = ["# Gold answers inside the grammar of constrained decoding", "",
              "`python benchmarks/grammar_coverage.py` (byte level, no model; schema inferred from each file)", "",
@@ -61,7 +61,7 @@ def main() -> None:
         first = r["outside"][0]["why"].replace("|", "\\|") if r["outside"] else ""
         lines.append(f"| {r['corpus']} | {r['formulation']} | {r['accepted']} | {r['examples']} | "
                      f"{100 * r['share']:.2f}% | {first} |")
-    write_text(args.out / "result.md", "\n".join(lines) + "\n")
+    write_text(args.out / "coverage.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
