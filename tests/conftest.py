@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,22 @@ def tiny_adapter(tiny_run) -> Path:
     """The adapter folder that the tiny run saved."""
     (adapter,) = tiny_run.glob("runs/**/adapter")
     return adapter
+
+
+def unscored(record: Any) -> Any:
+    """A prediction record (or a list of them) without its ``score`` fields: they hold float noise that
+    batching and merged weights change, while the entities and relations must not change at all."""
+    if isinstance(record, list):
+        return [unscored(r) for r in record]
+    if isinstance(record, dict):
+        return {k: unscored(v) for k, v in record.items() if k != "score"}
+    return record
+
+
+def scores_of(record: Any) -> list[float]:
+    """Every ``score`` in a prediction record, in order."""
+    if isinstance(record, list):
+        return [s for r in record for s in scores_of(r)]
+    if isinstance(record, dict):
+        return ([record["score"]] if "score" in record else []) + [s for v in record.values() for s in scores_of(v)]
+    return []

@@ -184,7 +184,7 @@ def test_reader_option_that_does_not_apply(tiny_model_dir, tmp_path, capsys, no_
     args = fit_args(tiny_model_dir, tmp_path, "--data.reader_options", "{scheme: iob2}")
     assert nerre_error(args, capsys) == (
         f"{TINY_DATA / 'tiny.jsonl'}: reader option(s) scheme do not apply to format 'jsonl'; it takes text_field, "
-        "spans_field, label_key, value_key, start_key, end_key, relations_field")
+        "spans_field, label_key, value_key, start_key, end_key, relations_field, trim_spans")
 
 
 def test_missing_data_file(tiny_model_dir, tmp_path, capsys):

@@ -125,7 +125,9 @@ def test_doccano_offsets_in_characters_or_utf16_are_detected_and_said():
     assert utf16_notes[0].startswith("offsets read as UTF-16 code units (detected")
     assert "1 relations skipped: from_id or to_id names no entity" in utf16_notes[1]
     forced, notes = read(FORMATS_DIR / "doccano_utf16.jsonl", offsets="chars")
-    assert spans(forced[1]) == [("na Ruiz ", "PER"), ("isboa ", "LOC")] and "(offsets=chars)" in notes[0]
+    # read as characters, the spans shift by the emoji's extra unit: they end in a space, which is trimmed and said
+    assert spans(forced[1]) == [("na Ruiz", "PER"), ("isboa", "LOC")] and "(offsets=chars)" in notes[0]
+    assert any(note.startswith("2 spans with white space at an end trimmed") for note in notes)
 
 
 def test_doccano_sequence_labeling_export_and_round_trip(tmp_path):

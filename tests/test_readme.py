@@ -34,7 +34,7 @@ def test_results_table_changes_with_the_files(tmp_path):
     result["entities"]["f1"] = 0.12345
     (tmp_path / "run-a" / "result.json").write_text(json.dumps(result))
     rendered = results_table.render(README_TEMPLATE, tmp_path)
-    assert "/ 12.35 |" in rendered and "old" not in rendered and rendered.endswith(f"{results_table.END}\ny\n")
+    assert "/ 12.35 |" in rendered and "\nold\n" not in rendered and rendered.endswith(f"{results_table.END}\ny\n")
     assert "](benchmarks/results/run-a/result.md)" in rendered
     in_docs = results_table.render(README_TEMPLATE, tmp_path, page="docs/benchmarks.md")
     assert "](results/run-a/result.md)" in in_docs  # docs/results links to benchmarks/results
