@@ -91,7 +91,7 @@ def tokenize(text: str) -> list[Token]:
 
 def split_tokens(tokens: list[Token], cuts: Iterable[int]) -> list[Token]:
     """``tokens`` split at the character offsets ``cuts`` that fall inside one of them."""
-    inside = sorted({c for c in cuts})
+    inside = sorted(set(cuts))
     if not inside:
         return tokens
     out: list[Token] = []

@@ -102,6 +102,7 @@ def test_trim_spans_false_keeps_spans_as_drawn_and_says_the_grammar_cannot_write
     notes = ReadNotes()
     examples = load_examples(CJK / "doccano_zh.jsonl", options=ReaderOptions(trim_spans=False), notes=notes)
     assert examples[3].span_text(examples[3].entities[0]) == "China " and notes.counts[KEPT] == 2
+    assert INSIDE not in notes.counts  # a span ending in white space does not end inside a word
     coverage = inside_grammar(examples)
     assert coverage["accepted"] == 3 and coverage["outside"][0]["id"] == "4"
     assert "the grammar allows" in coverage["outside"][0]["why"]
@@ -137,6 +138,15 @@ def test_bmes_character_files_read_as_text_without_spaces(tmp_path):
     assert "tokens joined without spaces" in notes.decisions[0]
     spaced = read_conll(path, join="space")
     assert spaced[0].text.startswith("张 三 任")
+
+
+def test_unknown_join_and_tag_errors_values_say_the_choices(tmp_path):
+    path = tmp_path / "tiny.char.bmes"
+    path.write_text(BMES, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"join='spaces': choose space, none or auto"):
+        read_conll(path, join="spaces")
+    with pytest.raises(ConfigError, match=r"tag_errors='skip': choose raise or drop"):
+        read_conll(path, tag_errors="skip")
 
 
 def test_a_broken_bmes_entity_names_its_line_and_drop_counts_it(tmp_path):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from nerre.example import Entity, Example, Relation, tokenize
+from nerre.example import Entity, Example, Relation, inside_words, tokenize
 from nerre.loaders.options import ReadNotes
 
 TRIMMED = "spans with white space at an end trimmed to their text (trim_spans=false keeps them as drawn)"
@@ -60,9 +60,8 @@ def _normalize(example: Example, notes: ReadNotes, trim: bool) -> Example:
     kept = sum(e is not None for e in mapping.values())
     if kept != len(entities):
         notes.add(MERGED, where, n=kept - len(entities))
-    words = tokenize(text)  # the words before Example split them at entity boundaries
-    bounds = {t.start for t in words} | {t.end for t in words}
-    inside = sum(1 for e in entities if e.start not in bounds or e.end not in bounds)
+    cuts = inside_words(tokenize(text), entities)  # the words before Example split them at those cuts
+    inside = sum(1 for e in entities if e.start in cuts or e.end in cuts)
     if inside:
         notes.add(INSIDE, where, n=inside)
     if not changed:
