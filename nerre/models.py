@@ -326,6 +326,28 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+PRECISIONS = ("auto", "32-true", "bf16-true")
+
+
+def inference_dtype(precision: str = "auto") -> torch.dtype:
+    """The weight dtype to predict in, by Lightning's precision names.
+
+    ``32-true``: float32. ``bf16-true``: bfloat16 weights and activations (about 4x float32's matmul speed on a
+    CPU with AMX; predictions equal up to rounding, see ``benchmarks/results/predict_speed_precision.md``).
+    ``auto`` (default): bfloat16 where the hardware computes it natively (a CUDA GPU with bf16, a CPU with AMX or
+    AVX512-BF16), else float32 (emulated bf16 is many times slower). ``32`` and ``bf16`` are read as the ``-true`` names.
+    """
+    name = {"32": "32-true", "bf16": "bf16-true"}.get(str(precision), str(precision))
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    if name not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)} (auto: bf16 where the "
+                          "hardware computes it natively, else float32)")
+    return torch.bfloat16 if name == "bf16-true" else torch.float32
+
+
 def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
     """Render ``prompt`` as one user turn with the chat template, or return it unchanged without one.
 
