@@ -332,10 +332,12 @@ PRECISIONS = ("auto", "32-true", "bf16-true")
 def inference_dtype(precision: str = "auto") -> torch.dtype:
     """The weight dtype to predict in, by Lightning's precision names.
 
-    ``32-true``: float32. ``bf16-true``: bfloat16 weights and activations (about 4x float32's matmul speed on a
-    CPU with AMX; predictions equal up to rounding, see ``benchmarks/results/predict_speed_precision.md``).
-    ``auto`` (default): bfloat16 where the hardware computes it natively (a CUDA GPU with bf16, a CPU with AMX or
-    AVX512-BF16), else float32 (emulated bf16 is many times slower). ``32`` and ``bf16`` are read as the ``-true`` names.
+    ``32-true``: float32 (what prediction uses by default): a text's prediction does not depend on the texts decoded
+    with it, since the packed pass is checked against the model's own. ``bf16-true``: bfloat16 weights and
+    activations: its matmuls run about 4x float32's speed on a CPU with AMX, F1 moves by a few tenths, and rounding
+    depends on the packed pass, so a prediction can change with its batch (``benchmarks/results/predict_paths/``).
+    ``auto``: bfloat16 where the hardware computes it natively (a CUDA GPU with bf16, a CPU with AMX or
+    AVX512-BF16), else float32 (emulated bf16 is many times slower). ``32`` and ``bf16`` read as the ``-true`` names.
     """
     name = {"32": "32-true", "bf16": "bf16-true"}.get(str(precision), str(precision))
     if name == "auto":

@@ -103,7 +103,7 @@ class Extractor:
 
     @classmethod
     def load(cls, adapter: str | Path, base_model: str | None = None, constrained: bool | None = None,
-             batch_size: int = 8, precision: str = "auto", merge: bool = False, signatures: bool = True,
+             batch_size: int = 8, precision: str = "32-true", merge: bool = False, signatures: bool = True,
              signatures_from: str | Path | None = None, **knobs: Any) -> Extractor:
         """Load an adapter folder written by ``nerre fit`` (its ``adapter/``), or a shipped adapter by name
         (``Extractor.load("conll2003")``; see :func:`nerre.adapter.shipped_adapters`). ``signatures``,
@@ -113,9 +113,8 @@ class Extractor:
         forward pass runs plain linear layers instead of base + LoRA: faster on CPU, same predictions up to
         float rounding.
 
-        ``precision``: ``auto`` (bf16 where the hardware computes it natively, else float32), ``32-true`` or
-        ``bf16-true`` (see :func:`nerre.models.inference_dtype`). The weights are loaded and merged in float32 and
-        then cast, so a merged bf16 model rounds the sum once."""
+        ``precision``: ``32-true`` (default), ``bf16-true`` or ``auto`` (see :func:`nerre.models.inference_dtype`).
+        The weights are loaded and merged in float32 and then cast, so a merged bf16 model rounds the sum once."""
         if "dtype" in knobs:  # the name before precision
             dtype = knobs.pop("dtype")
             log.warning("Extractor.load(dtype=...) is renamed precision=...: pass precision='bf16-true' or '32-true'")
@@ -341,7 +340,7 @@ def predict(
     min_relation_score: float | None = None,
     resume: bool = False,
     merge: bool = False,
-    precision: str = "auto",
+    precision: str = "32-true",
     devices: int | str = 1,
     strategy: str | None = None,
     num_nodes: int = 1,
@@ -387,8 +386,10 @@ def predict(
             are checked against the input and skipped, the rest appended (see :mod:`nerre.prediction_file`).
         merge: merge the LoRA weights into the base model before predicting (faster; same predictions up to
             float rounding).
-        precision: ``auto`` (default: bf16 where the hardware computes it natively, as on CPUs with AMX; else
-            float32), ``32-true`` or ``bf16-true``. bf16 is several times faster there; predictions equal up to rounding.
+        precision: ``32-true`` (default: float32; a text's prediction does not depend on the texts decoded with
+            it), ``bf16-true`` (bf16 weights: about 1.4x faster, 2x with ``merge`` and ``batch_size`` 16, on a CPU
+            with AMX; F1 within a few tenths, and a prediction can change with its batch) or ``auto`` (bf16 where
+            the hardware computes it natively, else float32).
         devices: processes to predict in (Lightning's ``devices``: a number, ``auto``, or GPU ids); more than
             one predicts through Lightning's ``Trainer.predict`` (see :mod:`nerre.predict_ddp`).
         strategy: Lightning strategy of a multi-process run: ``ddp`` (or ``ddp_spawn``); default: ``ddp`` when

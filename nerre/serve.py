@@ -132,7 +132,7 @@ def _litserve() -> Any:
 
 
 def build_server(adapter: str, base_model: str | None = None, constrained: bool | None = None, merge: bool = False,
-                 precision: str = "auto", batch_size: int = 8, max_batch_size: int = 8, batch_timeout: float = 0.05,
+                 precision: str = "32-true", batch_size: int = 8, max_batch_size: int = 8, batch_timeout: float = 0.05,
                  max_bytes: int = DEFAULT_MAX_BYTES, max_texts: int = DEFAULT_MAX_TEXTS, accelerator: str = "auto",
                  devices: int | str = 1, workers_per_device: int = 1, timeout: float = 120) -> Any:
     """The ``litserve.LitServer`` of :func:`serve` (not started); the arguments are :func:`serve`'s."""
@@ -154,7 +154,7 @@ def build_server(adapter: str, base_model: str | None = None, constrained: bool 
 
 
 def serve(*, adapter: str, port: int = 8000, host: str = "127.0.0.1", base_model: str | None = None,
-          constrained: bool | None = None, merge: bool = False, precision: str = "auto", batch_size: int = 8,
+          constrained: bool | None = None, merge: bool = False, precision: str = "32-true", batch_size: int = 8,
           max_batch_size: int = 8,
           batch_timeout: float = 0.05, max_bytes: int = DEFAULT_MAX_BYTES, max_texts: int = DEFAULT_MAX_TEXTS,
           accelerator: str = "auto", devices: int | str = 1, workers_per_device: int = 1,
@@ -170,8 +170,8 @@ def serve(*, adapter: str, port: int = 8000, host: str = "127.0.0.1", base_model
         base_model: use this base model instead of the one recorded with the adapter.
         constrained: as ``nerre predict``'s.
         merge: merge the LoRA weights into the base model (faster; same predictions up to float rounding).
-        precision: as ``nerre predict``'s: ``auto`` (bf16 where the hardware computes it natively), ``32-true``
-            or ``bf16-true``.
+        precision: as ``nerre predict``'s: ``32-true`` (default), ``bf16-true`` (faster on a CPU with AMX; a
+            prediction can then change with the requests batched with it) or ``auto``.
         batch_size: texts decoded together.
         max_batch_size: requests that LitServe gathers into one prediction call (1: one at a time).
         batch_timeout: seconds LitServe waits for more requests to gather.

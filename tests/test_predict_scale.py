@@ -224,3 +224,11 @@ def test_precision_picks_the_weight_dtype(tiny_adapter, monkeypatch):
     assert nerre.models.inference_dtype("32") == torch.float32
     with pytest.raises(ConfigError, match="precision 'fp16'.*auto, 32-true, bf16-true"):
         Extractor.load(tiny_adapter, precision="fp16")
+
+
+def test_the_old_dtype_argument_still_works_with_a_notice(tiny_adapter, caplog):
+    with caplog.at_level("WARNING", logger="nerre.predict"):
+        old = Extractor.load(tiny_adapter, dtype=torch.bfloat16)
+    assert {p.dtype for p in old.model.parameters()} == {torch.bfloat16}
+    assert "renamed precision=" in caplog.text
+    assert {p.dtype for p in Extractor.load(tiny_adapter).model.parameters()} == {torch.float32}  # the default
