@@ -326,6 +326,30 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+PRECISIONS = ("auto", "32-true", "bf16-true")
+
+
+def inference_dtype(precision: str = "auto") -> torch.dtype:
+    """The weight dtype to predict in, by Lightning's precision names.
+
+    ``32-true``: float32 (what prediction uses by default): a text's prediction does not depend on the texts decoded
+    with it, since the packed pass is checked against the model's own. ``bf16-true``: bfloat16 weights and
+    activations: its matmuls run about 4x float32's speed on a CPU with AMX, F1 moves by a few tenths, and rounding
+    depends on the packed pass, so a prediction can change with its batch (``benchmarks/results/predict_paths/``).
+    ``auto``: bfloat16 where the hardware computes it natively (a CUDA GPU with bf16, a CPU with AMX or
+    AVX512-BF16), else float32 (emulated bf16 is many times slower). ``32`` and ``bf16`` read as the ``-true`` names.
+    """
+    name = {"32": "32-true", "bf16": "bf16-true"}.get(str(precision), str(precision))
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    if name not in PRECISIONS:
+        raise ConfigError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)} (auto: bf16 where the "
+                          "hardware computes it natively, else float32)")
+    return torch.bfloat16 if name == "bf16-true" else torch.float32
+
+
 def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str) -> str:
     """Render ``prompt`` as one user turn with the chat template, or return it unchanged without one.
 

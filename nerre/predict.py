@@ -19,6 +19,7 @@ from nerre.adapter import AdapterSettings, load_adapter
 from nerre.errors import ConfigError, MissingPathError
 from nerre.example import Entity, Example, Relation, Token
 from nerre.loaders.options import NO_OPTIONS, ReaderOptions
+from nerre.models import inference_dtype
 from nerre.prediction_file import Tally, check_partial, partial_path, record_line, write_as_you_go
 from nerre.prompt import prompt_ids
 from nerre.schema import Schema, read_signatures
@@ -102,7 +103,7 @@ class Extractor:
 
     @classmethod
     def load(cls, adapter: str | Path, base_model: str | None = None, constrained: bool | None = None,
-             batch_size: int = 8, dtype: torch.dtype = torch.float32, merge: bool = False, signatures: bool = True,
+             batch_size: int = 8, precision: str = "32-true", merge: bool = False, signatures: bool = True,
              signatures_from: str | Path | None = None, **knobs: Any) -> Extractor:
         """Load an adapter folder written by ``nerre fit`` (its ``adapter/``), or a shipped adapter by name
         (``Extractor.load("conll2003")``; see :func:`nerre.adapter.shipped_adapters`). ``signatures``,
@@ -110,10 +111,20 @@ class Extractor:
 
         ``merge``: add the LoRA weights into the base weights once (peft's ``merge_and_unload``), so that each
         forward pass runs plain linear layers instead of base + LoRA: faster on CPU, same predictions up to
-        float rounding."""
-        model, tokenizer, settings = load_adapter(adapter, base_model=base_model, dtype=dtype)
+        float rounding.
+
+        ``precision``: ``32-true`` (default), ``bf16-true`` or ``auto`` (see :func:`nerre.models.inference_dtype`).
+        The weights are loaded and merged in float32 and then cast, so a merged bf16 model rounds the sum once."""
+        if "dtype" in knobs:  # the name before precision
+            dtype = knobs.pop("dtype")
+            log.warning("Extractor.load(dtype=...) is renamed precision=...: pass precision='bf16-true' or '32-true'")
+            precision = "bf16-true" if dtype == torch.bfloat16 else "32-true"
+        dtype = inference_dtype(precision)
+        model, tokenizer, settings = load_adapter(adapter, base_model=base_model)
         if merge:
             model = model.merge_and_unload().eval()
+        if dtype != torch.float32:
+            model = model.to(dtype)
         return cls(model, tokenizer, settings, constrained=constrained, batch_size=batch_size, signatures=signatures,
                    signatures_from=signatures_from, model_version=model_version(adapter), **knobs)
 
@@ -329,6 +340,7 @@ def predict(
     min_relation_score: float | None = None,
     resume: bool = False,
     merge: bool = False,
+    precision: str = "32-true",
     devices: int | str = 1,
     strategy: str | None = None,
     num_nodes: int = 1,
@@ -374,6 +386,10 @@ def predict(
             are checked against the input and skipped, the rest appended (see :mod:`nerre.prediction_file`).
         merge: merge the LoRA weights into the base model before predicting (faster; same predictions up to
             float rounding).
+        precision: ``32-true`` (default: float32; a text's prediction does not depend on the texts decoded with
+            it), ``bf16-true`` (bf16 weights: about 1.4x faster, 2x with ``merge`` and ``batch_size`` 16, on a CPU
+            with AMX; F1 within a few tenths, and a prediction can change with its batch) or ``auto`` (bf16 where
+            the hardware computes it natively, else float32).
         devices: processes to predict in (Lightning's ``devices``: a number, ``auto``, or GPU ids); more than
             one predicts through Lightning's ``Trainer.predict`` (see :mod:`nerre.predict_ddp`).
         strategy: Lightning strategy of a multi-process run: ``ddp`` (or ``ddp_spawn``); default: ``ddp`` when
@@ -414,7 +430,7 @@ def predict(
     knobs = {"entity_bias": entity_bias, "relation_bias": relation_bias, "min_entity_score": min_score,
              "min_relation_score": min_score if min_relation_score is None else min_relation_score}
     loading = dict(adapter=adapter, base_model=base_model, constrained=constrained, batch_size=batch_size,
-                   merge=merge, signatures=signatures, signatures_from=signatures_from, **knobs)
+                   merge=merge, precision=precision, signatures=signatures, signatures_from=signatures_from, **knobs)
     if hold or distributed:
         inputs = list(inputs)
     if distributed:

@@ -132,19 +132,21 @@ def _litserve() -> Any:
 
 
 def build_server(adapter: str, base_model: str | None = None, constrained: bool | None = None, merge: bool = False,
-                 batch_size: int = 8, max_batch_size: int = 8, batch_timeout: float = 0.05,
+                 precision: str = "32-true", batch_size: int = 8, max_batch_size: int = 8, batch_timeout: float = 0.05,
                  max_bytes: int = DEFAULT_MAX_BYTES, max_texts: int = DEFAULT_MAX_TEXTS, accelerator: str = "auto",
                  devices: int | str = 1, workers_per_device: int = 1, timeout: float = 120) -> Any:
     """The ``litserve.LitServer`` of :func:`serve` (not started); the arguments are :func:`serve`'s."""
     ls = _litserve()
     from nerre.adapter import read_settings
+    from nerre.models import inference_dtype
 
     read_settings(adapter)  # a wrong adapter fails here, not in a worker process
+    inference_dtype(precision)  # and a wrong precision
 
     from nerre.serve_api import ExtractorAPI
 
     settings = {"adapter": adapter, "base_model": base_model, "constrained": constrained, "batch_size": batch_size,
-                "merge": merge}
+                "merge": merge, "precision": precision}
     api = ExtractorAPI(settings, max_texts, max_batch_size=max_batch_size,
                        batch_timeout=batch_timeout if max_batch_size > 1 else 0.0, api_path=PATH)
     return ls.LitServer(api, accelerator=accelerator, devices=devices, workers_per_device=workers_per_device,
@@ -152,7 +154,8 @@ def build_server(adapter: str, base_model: str | None = None, constrained: bool 
 
 
 def serve(*, adapter: str, port: int = 8000, host: str = "127.0.0.1", base_model: str | None = None,
-          constrained: bool | None = None, merge: bool = False, batch_size: int = 8, max_batch_size: int = 8,
+          constrained: bool | None = None, merge: bool = False, precision: str = "32-true", batch_size: int = 8,
+          max_batch_size: int = 8,
           batch_timeout: float = 0.05, max_bytes: int = DEFAULT_MAX_BYTES, max_texts: int = DEFAULT_MAX_TEXTS,
           accelerator: str = "auto", devices: int | str = 1, workers_per_device: int = 1,
           timeout: float = 120) -> None:
@@ -167,6 +170,8 @@ def serve(*, adapter: str, port: int = 8000, host: str = "127.0.0.1", base_model
         base_model: use this base model instead of the one recorded with the adapter.
         constrained: as ``nerre predict``'s.
         merge: merge the LoRA weights into the base model (faster; same predictions up to float rounding).
+        precision: as ``nerre predict``'s: ``32-true`` (default), ``bf16-true`` (faster on a CPU with AMX; a
+            prediction can then change with the requests batched with it) or ``auto``.
         batch_size: texts decoded together.
         max_batch_size: requests that LitServe gathers into one prediction call (1: one at a time).
         batch_timeout: seconds LitServe waits for more requests to gather.
@@ -180,8 +185,8 @@ def serve(*, adapter: str, port: int = 8000, host: str = "127.0.0.1", base_model
     if host not in HOSTS:
         raise ConfigError(f"--host {host}: LitServe listens on {', '.join(HOSTS)}; 127.0.0.1 keeps the server to this "
                           "machine, 0.0.0.0 opens it to every interface")
-    server = build_server(adapter, base_model=base_model, constrained=constrained, merge=merge, batch_size=batch_size,
-                          max_batch_size=max_batch_size, batch_timeout=batch_timeout, max_bytes=max_bytes,
+    server = build_server(adapter, base_model=base_model, constrained=constrained, merge=merge, precision=precision,
+                          batch_size=batch_size, max_batch_size=max_batch_size, batch_timeout=batch_timeout, max_bytes=max_bytes,
                           max_texts=max_texts, accelerator=accelerator, devices=devices,
                           workers_per_device=workers_per_device, timeout=timeout)
     log.warning("nerre serve: POST JSON {\"text\": ...} or {\"texts\": [...]} to http://%s:%d%s", host, port, PATH)

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import TINY_DATA, scores_of, unscored
 
-from nerre.errors import DataError
+from nerre.errors import ConfigError, DataError
 from nerre.example import Example
 from nerre.loaders import detect_format, read_conll, read_jsonl, stream_examples
 from nerre.predict import Extractor, iter_inputs, predict
@@ -168,11 +169,12 @@ def test_a_killed_process_resumes_to_the_same_file(tiny_adapter, tmp_path):
     assert summary["resumed after"] >= 8 and out.read_bytes() == whole.read_bytes() and not partial.exists()
 
 
-def test_the_merged_adapter_predicts_the_same(tiny_adapter, extractor):
-    merged = Extractor.load(tiny_adapter, merge=True)
+def test_the_merged_adapter_predicts_the_same(tiny_adapter):
+    merged = Extractor.load(tiny_adapter, merge=True, precision="32-true")
     assert not hasattr(merged.model, "peft_config")  # a plain model: the LoRA weights are in the base weights
     examples = [Example(text) for text in SENTENCES]
-    got, want = [p.to_dict() for p in merged.predict(examples)], [p.to_dict() for p in extractor.predict(examples)]
+    unmerged = Extractor.load(tiny_adapter, precision="32-true")
+    got, want = [p.to_dict() for p in merged.predict(examples)], [p.to_dict() for p in unmerged.predict(examples)]
     assert unscored(got) == unscored(want)
     assert scores_of(got) == pytest.approx(scores_of(want), abs=1e-3)
 
@@ -204,3 +206,29 @@ def test_rank_files_merge_in_input_order(tmp_path):
     with pytest.raises(RuntimeError, match="the ranks predicted texts 0 to 4 of 6"):
         merge_ranks(files, tmp_path / "six.jsonl", 6)
     assert not (tmp_path / "six.jsonl").exists()
+
+
+def test_precision_picks_the_weight_dtype(tiny_adapter, monkeypatch):
+    """bf16-true casts the (merged) weights to bfloat16 and still decodes faithfully; auto follows the hardware."""
+    import nerre.models
+
+    bf16 = Extractor.load(tiny_adapter, merge=True, precision="bf16-true")
+    assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}
+    predictions = list(bf16.predict([Example(text) for text in SENTENCES]))
+    assert [p.example.text for p in predictions] == SENTENCES  # the grammar holds whatever the rounding
+    assert all(0 <= e.start < e.end <= len(p.example.text) for p in predictions for e in p.example.entities)
+    monkeypatch.setattr(nerre.models, "cpu_has_native_bf16", lambda: False)
+    assert nerre.models.inference_dtype("auto") == torch.float32  # emulated bf16 would be slower
+    monkeypatch.setattr(nerre.models, "cpu_has_native_bf16", lambda: True)
+    assert nerre.models.inference_dtype("auto") == torch.bfloat16
+    assert nerre.models.inference_dtype("32") == torch.float32
+    with pytest.raises(ConfigError, match="precision 'fp16'.*auto, 32-true, bf16-true"):
+        Extractor.load(tiny_adapter, precision="fp16")
+
+
+def test_the_old_dtype_argument_still_works_with_a_notice(tiny_adapter, caplog):
+    with caplog.at_level("WARNING", logger="nerre.predict"):
+        old = Extractor.load(tiny_adapter, dtype=torch.bfloat16)
+    assert {p.dtype for p in old.model.parameters()} == {torch.bfloat16}
+    assert "renamed precision=" in caplog.text
+    assert {p.dtype for p in Extractor.load(tiny_adapter).model.parameters()} == {torch.float32}  # the default

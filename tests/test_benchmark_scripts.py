@@ -1,0 +1,48 @@
+"""Benchmark scripts' own arithmetic: the cross-validation summary of benchmarks/folds.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+def _result(folder: Path, entities: tuple[int, int, int], strict: tuple[int, int, int]) -> None:
+    def scores(gold: int, predicted: int, correct: int) -> dict:
+        p, r = correct / predicted, correct / gold
+        return {"gold": gold, "predicted": predicted, "correct": correct, "precision": p, "recall": r,
+                "f1": 2 * p * r / (p + r)}
+
+    folder.mkdir(parents=True)
+    result = {"command": f"python benchmarks/run.py --name {folder.name}", "steps": 10, "fit_seconds": 600,
+              "data": ["ade/ade_split_0_train.json", "ade/ade_split_0_test.json"],
+              "entities": scores(*entities), "relations": {"strict": scores(*strict), "boundaries": scores(*strict)}}
+    (folder / "result.json").write_text(json.dumps(result))
+
+
+def test_folds_macro_averages_f1_and_micro_pools_counts(tmp_path, monkeypatch):
+    import folds
+
+    monkeypatch.setattr(folds, "RESULTS", tmp_path)
+    _result(tmp_path / "ade-fold0", (100, 100, 90), (10, 10, 5))  # relation F1 50
+    _result(tmp_path / "ade-fold1", (100, 100, 70), (90, 90, 81))  # relation F1 90
+    summary = folds.main(["--name", "ade", "--runs", "ade-fold0", "ade-fold1"])
+    assert summary["macro"]["relations strict"] == pytest.approx(70.0)  # mean of 50 and 90
+    assert summary["micro"]["relations strict"] == pytest.approx(86.0)  # 86 of 100 pooled
+    assert summary["macro"]["entities"] == pytest.approx(80.0)
+    table = (tmp_path / "folds" / "ade.md").read_text()
+    assert "2 of 10 folds" in table and "not the published protocol's" in table
+
+
+def test_folds_needs_a_config_to_run_and_something_to_summarise(tmp_path, monkeypatch):
+    import folds
+
+    monkeypatch.setattr(folds, "RESULTS", tmp_path)
+    with pytest.raises(SystemExit, match="--config"):
+        folds.main(["--name", "ade", "--folds", "0"])
+    with pytest.raises(SystemExit, match="nothing to summarise"):
+        folds.main(["--name", "ade"])
