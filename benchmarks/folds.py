@@ -23,11 +23,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+from common import RESULTS, ROOT
+
 sys.path.insert(0, str(ROOT))
 
 from nerre.atomic import write_text  # noqa: E402
+from nerre.metrics import PRF  # noqa: E402
 
 SCORES = (("entities", ("entities",)), ("relations strict", ("relations", "strict")),
           ("relations boundaries", ("relations", "boundaries")))
@@ -72,11 +73,7 @@ def summarise(names: list[str], total_folds: int) -> dict[str, Any]:
                 pooled[label][count] += scores[count]
         folds.append(row)
     macro = {label: round(sum(f[label] for f in folds) / len(folds), 2) for label, _ in SCORES} if folds else {}
-    micro = {}
-    for label, counts in pooled.items():
-        p = counts["correct"] / counts["predicted"] if counts["predicted"] else 0.0
-        r = counts["correct"] / counts["gold"] if counts["gold"] else 0.0
-        micro[label] = round(100 * (2 * p * r / (p + r) if p + r else 0.0), 2)
+    micro = {label: round(100 * PRF.from_counts(**counts).f1, 2) for label, counts in pooled.items()}
     return {"folds": folds, "macro": macro, "micro": micro, "folds_run": len(folds), "total_folds": total_folds}
 
 

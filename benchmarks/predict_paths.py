@@ -39,17 +39,18 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pr_curve import gold_examples
+from profile_predict import body_parameters
+
 from nerre.atomic import write_text
 from nerre.decoding.passes import ModelPasses
-from nerre.loaders import load_examples
 from nerre.metrics import score_entities, score_relations
-from nerre.models import cpu_has_native_bf16, transformer_body
+from nerre.models import cpu_has_native_bf16
 from nerre.predict import Extractor
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results" / "predict_paths"
 PATHS = ("lora-32", "merged-32", "lora-bf16", "merged-bf16")
 PATH_FORMAT = re.compile(r"(lora|merged)-(32|bf16)(?:-b(\d+))?")
-DATA_DIR = Path(os.environ.get("NERRE_DATA_DIR", ROOT.parent / "shared" / "data"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -94,18 +95,16 @@ class Path_:
                                         precision="bf16-true" if precision == "bf16" else "32-true")
         self.seconds, self.tokens = 0.0, 0
         self.predictions: list[Any] = []
-        body = transformer_body(self.extractor.model)
-        self.body_parameters = sum(p.numel() for p in body.parameters()) - body.get_input_embeddings().weight.numel()
+        self.body_parameters = body_parameters(self.extractor)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = Path(args.data) if Path(args.data).exists() else DATA_DIR / args.data
     paths = [Path_(name, args.adapter, args.batch_size) for name in args.paths]
     chunk_size = max(path.batch_size for path in paths)
-    examples = [ex for ex in load_examples(data, args.format) if ex.text.strip()][: args.limit + chunk_size]
+    examples = [ex for ex in gold_examples(args.data, args.format, None) if ex.text.strip()][: args.limit + chunk_size]
     warmup, examples = examples[:chunk_size], examples[chunk_size:]
 
     current: list[Path_] = []
@@ -165,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "command": "python benchmarks/predict_paths.py " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     report = {"config": config, "rows": rows}
-    name = args.name or f"{Path(str(args.adapter)).name}-{data.stem}"
+    name = args.name or f"{Path(str(args.adapter)).name}-{Path(args.data).stem}"
     args.output_dir.mkdir(parents=True, exist_ok=True)
     write_text(args.output_dir / f"{name}.json", json.dumps(report, indent=2) + "\n")
     table = markdown(report)
