@@ -54,9 +54,9 @@ def table(results: Path = RESULTS, links: str = "benchmarks/results") -> str:
     """Markdown for every ``<name>/result.json`` under ``results``, sorted by name; ``links``: the folder the
     rows link into (``benchmarks/results`` from the repository root)."""
     rows = [
-        "| run | train examples / steps | test | entity P / R / F1 | relation F1 strict / boundaries | "
+        "| run | protocol | train examples / steps | test | entity P / R / F1 | relation F1 strict / boundaries | "
         "recall seen / unseen | defects | train tok/s | predict sent/s | wall fit / predict |",
-        "|---|---|---:|---|---|---|---:|---:|---:|---|",
+        "|---|---|---|---:|---|---|---|---:|---:|---:|---|",
     ]
     commands = []
     for path in sorted(results.glob("*/result.json")):
@@ -66,7 +66,7 @@ def table(results: Path = RESULTS, links: str = "benchmarks/results") -> str:
         relation = f"{pct(rel['strict']['f1'])} / {pct(rel['boundaries']['f1'])}" if has_relations else ""
         name = f"[{r['name']}]({links}/{path.parent.name}/result.md)"
         rows.append(
-            f"| {name} | {r['train_examples']} / {r['steps']} | {r['test_examples']} | "
+            f"| {name} | {protocol(path.parent)} | {r['train_examples']} / {r['steps']} | {r['test_examples']} | "
             f"{pct(e['precision'])} / {pct(e['recall'])} / {pct(e['f1'])} | {relation} | "
             f"{pct(novelty['seen']['recall'])} / {pct(novelty['unseen']['recall'])} | "
             f"{sum(r['defects'].values())} | {rate(r['train_tokens_per_s'])} | {r['predict_sentences_per_s']:.2f} | "
@@ -75,6 +75,25 @@ def table(results: Path = RESULTS, links: str = "benchmarks/results") -> str:
         commands.append(f"- {r['name']}: `{r['command']}` (seed {r['seed']}, commit {r['git_commit'][:7]})")
     return "\n".join(rows) + "\n\nCommands (run from the repository root with `NERRE_DATA_DIR` set):\n\n" + \
         "\n".join(commands) + "\n\n" + ANCHORS
+
+
+def protocol(folder: Path) -> str:
+    """How a run trained, from the config it saved: on which splits, which adapter was tested (the best on dev,
+    or the last step's), in which training precision; empty for a folder without its config."""
+    import yaml
+
+    configs = sorted(folder.glob("run/lightning_logs/version_*/config.yaml"))
+    if not configs:
+        return ""
+    config = yaml.safe_load(configs[-1].read_text())
+    data, trainer = config.get("data") or {}, config.get("trainer") or {}
+    if data.get("train_dev"):
+        splits = "train+dev, last step"
+    elif data.get("val"):
+        splits = "train, best on dev"
+    else:
+        splits = "train, last step"
+    return f"{splits}; {trainer.get('precision', '?')}"
 
 
 def ablations(results: Path, links: str = "benchmarks/results") -> str:

@@ -203,3 +203,21 @@ def test_the_benchmark_scripts_import_each_other_without_a_circle():
 
     assert not [name for name in scripts if reaches(name, name)]
     assert {"run", "ablations", "results_table"} <= {name for name, found in imports.items() if "common" in found}
+
+
+@pytest.mark.parametrize("data, expected", [
+    ({"train": "t.json", "val": "d.json", "train_dev": True}, "train+dev, last step; bf16-mixed"),
+    ({"train": "t.json", "val": "d.json"}, "train, best on dev; bf16-mixed"),
+    ({"train": "t.json"}, "train, last step; bf16-mixed"),
+])
+def test_the_protocol_column_says_what_the_run_trained_on_and_in_which_precision(tmp_path, data, expected):
+    import yaml
+
+    source = next(results_table.RESULTS.glob("*/result.json"))
+    (tmp_path / "run-a" / "run" / "lightning_logs" / "version_0").mkdir(parents=True)
+    (tmp_path / "run-a" / "result.json").write_text(source.read_text())
+    config = {"data": data, "trainer": {"precision": "bf16-mixed"}}
+    (tmp_path / "run-a" / "run" / "lightning_logs" / "version_0" / "config.yaml").write_text(yaml.safe_dump(config))
+    row = next(line for line in results_table.render(README_TEMPLATE, tmp_path).splitlines() if "run-a" in line)
+    assert row.split(" | ")[1] == expected
+    assert results_table.protocol(tmp_path / "missing") == ""
