@@ -6,10 +6,13 @@ from ``tests/tiny.py``, which measures the server rather than the model), waits 
 checks that both runs got the same answers, and stops the server. LitServe gathers concurrent requests into
 batches of up to ``--max-batch-size`` (waiting ``--batch-timeout`` seconds for more).
 
-    python benchmarks/serve_speed.py --adapter conll04 --threads 2
+    python benchmarks/serve_speed.py --adapter conll04 --threads 2                          # float32
+    python benchmarks/serve_speed.py --adapter conll04 --threads 2 --precision bf16-true --merge
     python benchmarks/serve_speed.py            # the tiny random adapter
 
-Writes benchmarks/results/serve_speed.json and .md and prints the table.
+The answers of both runs are compared twice: the predictions alone (entities and relations), and with their
+scores (float rounding can differ with the requests batched together). Writes
+benchmarks/results/serve_speed-<precision>[-merged].json and .md and prints the table.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-batch-size", type=int, default=8, help="nerre serve --max_batch_size")
     parser.add_argument("--batch-timeout", type=float, default=0.05, help="nerre serve --batch_timeout")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the server")
+    parser.add_argument("--precision", default="32-true", help="nerre serve --precision")
+    parser.add_argument("--merge", action="store_true", help="nerre serve --merge true")
     parser.add_argument("--start-timeout", type=float, default=600, help="seconds to wait for the server")
     parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
     return parser.parse_args(argv)
@@ -61,7 +66,7 @@ def start(adapter: str, port: int, args: argparse.Namespace) -> subprocess.Popen
         env["OMP_NUM_THREADS"] = str(args.threads)
     command = [sys.executable, "-m", "nerre.cli", "serve", "--adapter", adapter, "--port", str(port),
                "--max_batch_size", str(args.max_batch_size), "--batch_timeout", str(args.batch_timeout),
-               "--timeout", "600"]
+               "--timeout", "600", "--precision", args.precision, "--merge", str(args.merge).lower()]
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
 
@@ -102,15 +107,26 @@ def run(label: str, client: Any, url: str, texts: list[str], workers: int) -> di
             "answers": [r[1] for r in results]}
 
 
+def unscored(answers: Any) -> Any:
+    """The answers without their ``score`` fields: the predictions alone."""
+    if isinstance(answers, dict):
+        return {k: unscored(v) for k, v in answers.items() if k != "score"}
+    if isinstance(answers, list):
+        return [unscored(a) for a in answers]
+    return answers
+
+
 def markdown(report: dict[str, Any]) -> str:
     config = report["config"]
     lines = [f"`nerre serve` throughput: {config['adapter']}, {config['requests']} one-sentence requests, max batch "
-             f"{config['max_batch_size']} (timeout {config['batch_timeout']} s), {config['device']}.", "",
+             f"{config['max_batch_size']} (timeout {config['batch_timeout']} s), precision {config['precision']}"
+             f"{', merged' if config['merge'] else ''}, {config['device']}.", "",
              "| mode | seconds | requests/s | p50 latency ms | p95 latency ms |", "|---|---:|---:|---:|---:|"]
     for r in report["runs"]:
         lines.append(f"| {r['mode']} | {r['seconds']:.2f} | {r['requests_per_s']:.2f} | {r['latency_p50_ms']:.0f} | "
                      f"{r['latency_p95_ms']:.0f} |")
-    lines += ["", f"Concurrent / sequential throughput: {report['speedup']:.2f}x; same answers: {report['same_answers']}."]
+    lines += ["", f"Concurrent / sequential throughput: {report['speedup']:.2f}x; same predictions: "
+              f"{report['same_predictions']}; same scores too: {report['same_answers']}."]
     return "\n".join(lines) + "\n"
 
 
@@ -143,18 +159,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
     same = runs[0]["answers"] == runs[1]["answers"]
+    same_predictions = unscored(runs[0]["answers"]) == unscored(runs[1]["answers"])
     for r in runs:
         del r["answers"]
     config = {"adapter": args.adapter or "tiny random adapter (tests/tiny.py)", "requests": args.requests,
               "max_batch_size": args.max_batch_size, "batch_timeout": args.batch_timeout, "threads": args.threads,
+              "precision": args.precision, "merge": args.merge,
               "device": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                         f"load {os.getloadavg()[0]:.1f}"}
     report = {"config": config, "runs": runs, "speedup": round(runs[1]["requests_per_s"] / runs[0]["requests_per_s"], 2),
-              "same_answers": same}
+              "same_predictions": same_predictions, "same_answers": same}
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    write_text(args.output_dir / "serve_speed.json", json.dumps(report, indent=2) + "\n")
+    name = f"serve_speed-{args.precision}" + ("-merged" if args.merge else "")
+    write_text(args.output_dir / f"{name}.json", json.dumps(report, indent=2) + "\n")
     table = markdown(report)
-    write_text(args.output_dir / "serve_speed.md", table)
+    write_text(args.output_dir / f"{name}.md", table)
     print(table)
     return report
 
