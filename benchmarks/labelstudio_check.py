@@ -185,10 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     ls.call("POST", f"/api/projects/{pid}/import", json.loads((work / "two.json").read_text(encoding="utf-8")))
 
     exports = {}
-    (work / "export.json").write_bytes(ls.call("GET", f"/api/projects/{pid}/export?exportType=JSON&download_all_tasks=true", raw=True))
-    exports["JSON (default export)"] = work / "export.json"
-    (work / "export_min.json").write_bytes(ls.call("GET", f"/api/projects/{pid}/export?exportType=JSON_MIN&download_all_tasks=true", raw=True))
-    exports["JSON-MIN"] = work / "export_min.json"
+    for name, kind, file in [("JSON (default export)", "JSON", "export.json"), ("JSON-MIN", "JSON_MIN", "export_min.json")]:
+        url = f"/api/projects/{pid}/export?exportType={kind}&download_all_tasks=true"
+        (work / file).write_bytes(ls.call("GET", url, raw=True))
+        exports[name] = work / file
     snapshot = ls.call("POST", f"/api/projects/{pid}/exports", {
         "title": "nerre", "serialization_options": {"predictions": {"only_id": False}}})
     for _ in range(60):
