@@ -12,7 +12,7 @@ and the temperature minimising the entities' log loss on dev is chosen from a gr
 (``score_temperature``), which ``nerre predict`` then uses.
 
     python benchmarks/calibration.py --adapter conll2003 --data conll2003/test.txt
-    python benchmarks/calibration.py --adapter conll2003 --data conll2003/test.txt --dev conll2003/valid.txt --save
+    python benchmarks/calibration.py --adapter conll2003 --data conll2003/test.txt --dev conll2003/dev.txt --dev-limit 1000 --save
 
 Writes ``benchmarks/results/calibration-<name>.json`` and ``calibration-<name>.png``.
 """
@@ -42,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dev", help="dev corpus to fit a temperature on")
     parser.add_argument("--format", help="corpus format (detected when omitted)")
     parser.add_argument("--limit", type=int, help="first N documents of each corpus")
+    parser.add_argument("--dev-limit", type=int, help="first N documents of the dev corpus (default: --limit)")
     parser.add_argument("--bins", type=int, default=10)
     parser.add_argument("--temperatures", type=float, nargs="+", default=TEMPERATURES)
     parser.add_argument("--save", action="store_true", help="write the fitted temperature into the adapter's nerre.json")
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
     test_decisions = Decisions(extractor, test)
     result["before"] = reliability(pairs(test, test_decisions.predictions(1.0)), args.bins)
     if args.dev:
-        dev = gold_examples(args.dev, args.format, args.limit)
+        dev = gold_examples(args.dev, args.format, args.dev_limit or args.limit)
         dev_decisions = Decisions(extractor, dev)
         fits = {t: reliability(pairs(dev, dev_decisions.predictions(t)), args.bins) for t in args.temperatures}
         best = min(fits, key=lambda t: fits[t]["log_loss"])
