@@ -17,11 +17,12 @@ Start a server first (nothing here reaches the internet)::
 
     pip install label-studio
     LATEST_VERSION_CHECK=false label-studio start --no-browser --port 8080 \\
-        --username me@example.com --password secret123 --user-token nerre-check-token
+        --username me@example.com --password secret123
 
-then ``python benchmarks/labelstudio_check.py --token nerre-check-token``. A personal access token (a JWT
-refresh token, from Account & Settings) works as well. Writes ``benchmarks/results/labelstudio/check.json``
-and ``check.md``; exits 1 when a check fails.
+then create a personal access token (Account & Settings > Personal Access Token) and run
+``python benchmarks/labelstudio_check.py --token <token>``. A legacy token works where the organization
+enables legacy tokens (Label Studio 1.23 disables them for new organizations). Writes
+``benchmarks/results/labelstudio/check.json`` and ``check.md``; exits 1 when a check fails.
 """
 
 from __future__ import annotations
@@ -65,11 +66,17 @@ class LabelStudio:
         self.auth = f"Token {token}"
         try:
             self.call("GET", "/api/current-user/whoami")
+            return
         except urllib.error.HTTPError as error:
             if error.code != 401:
                 raise
-            access = self.call("POST", "/api/token/refresh", {"refresh": token}, auth=False)["access"]
-            self.auth = f"Bearer {access}"
+        try:  # a personal access token: a JWT refresh token, exchanged for an access token
+            access = self.call("POST", "/api/token/refresh/", {"refresh": token}, auth=False)["access"]
+        except urllib.error.HTTPError as error:
+            raise SystemExit(f"{self.url} refused the token ({error.code}): give a personal access token (Account & "
+                             "Settings > Personal Access Token), or a legacy token where the organization enables "
+                             "legacy tokens (Organization > Settings > Access Token Settings)") from None
+        self.auth = f"Bearer {access}"
 
     def call(self, method: str, path: str, body: Any = None, auth: bool = True, raw: bool = False) -> Any:
         data = None if body is None else json.dumps(body).encode("utf-8")
