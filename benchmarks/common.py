@@ -20,3 +20,22 @@ def pct(value: float | None) -> str:
 def rate(value: float | None, digits: int = 0) -> str:
     """A speed, or ``n/a`` when the run logged none (a run shorter than ``log_every_n_steps``)."""
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def protocol(folder: Path) -> str:
+    """How a run trained, from the config it saved: on which splits, which adapter was tested (the best on dev,
+    or the last step's), in which training precision; empty for a folder without its config."""
+    import yaml
+
+    configs = sorted(folder.glob("run/lightning_logs/version_*/config.yaml"))
+    if not configs:
+        return ""
+    config = yaml.safe_load(configs[-1].read_text())
+    data, trainer = config.get("data") or {}, config.get("trainer") or {}
+    if data.get("train_dev"):
+        splits = "train+dev, last step"
+    elif data.get("val"):
+        splits = "train, best on dev"
+    else:
+        splits = "train, last step"
+    return f"{splits}; {trainer.get('precision', '?')}"

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from ablations import comparison, markdown
-from common import RESULTS, ROOT, pct, rate
+from common import RESULTS, ROOT, pct, protocol, rate
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 ABLATIONS_START, ABLATIONS_END = "<!-- ablations:start -->", "<!-- ablations:end -->"
@@ -75,25 +75,6 @@ def table(results: Path = RESULTS, links: str = "benchmarks/results") -> str:
         commands.append(f"- {r['name']}: `{r['command']}` (seed {r['seed']}, commit {r['git_commit'][:7]})")
     return "\n".join(rows) + "\n\nCommands (run from the repository root with `NERRE_DATA_DIR` set):\n\n" + \
         "\n".join(commands) + "\n\n" + ANCHORS
-
-
-def protocol(folder: Path) -> str:
-    """How a run trained, from the config it saved: on which splits, which adapter was tested (the best on dev,
-    or the last step's), in which training precision; empty for a folder without its config."""
-    import yaml
-
-    configs = sorted(folder.glob("run/lightning_logs/version_*/config.yaml"))
-    if not configs:
-        return ""
-    config = yaml.safe_load(configs[-1].read_text())
-    data, trainer = config.get("data") or {}, config.get("trainer") or {}
-    if data.get("train_dev"):
-        splits = "train+dev, last step"
-    elif data.get("val"):
-        splits = "train, best on dev"
-    else:
-        splits = "train, last step"
-    return f"{splits}; {trainer.get('precision', '?')}"
 
 
 def ablations(results: Path, links: str = "benchmarks/results") -> str:

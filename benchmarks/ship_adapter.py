@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import RESULTS
+from common import RESULTS, protocol
 from run import read_metrics, series
 
 from nerre.adapter import SHIPPED, export_adapter
@@ -41,7 +41,7 @@ def score_rows(result: dict) -> list[str]:
     return rows
 
 
-def card(name: str, result: dict, settings: dict, curve: list[tuple[int, float]]) -> str:
+def card(name: str, result: dict, settings: dict, curve: list[tuple[int, float]], protocol: str = "") -> str:
     labels = ", ".join(f"`{e['name']}` ({e['display']})" for e in settings["schema"]["entities"])
     relations = ", ".join(f"`{r['name']}`" for r in settings["schema"]["relations"]) or "none"
     data = "\n".join(f"  - `{path}` (SHA-256 `{digest}`)" for path, digest in result["data"].items())
@@ -63,6 +63,7 @@ def card(name: str, result: dict, settings: dict, curve: list[tuple[int, float]]
         f"- commit: `{result['git_commit']}`",
         f"- {result['steps']} steps on {result['train_examples']} training examples, seed {result['seed']}, "
         f"{result['fit_seconds'] / 60:.0f} min of training on {result['machine']}",
+        *([f"- protocol: {protocol} (splits trained on, the adapter tested, training precision)"] if protocol else []),
         *([f"- the adapter is the best of {len(curve)} validations on the dev set (the first on the highest "
            f"`val/f1`): " + ", ".join(f"{score:.3f} at step {step}" for step, score in curve)] if curve else []),
         "- data (relative to the data folder):",
@@ -94,7 +95,7 @@ def main() -> None:
     adapter = adapters[-1].parent
     settings = json.loads((adapter / "nerre.json").read_text())
     curve = [(step + 1, f1) for step, f1 in series(read_metrics(folder / "run"), "val/f1")]  # steps from 1
-    target = export_adapter(adapter, SHIPPED / args.name, card(args.name, result, settings, curve))
+    target = export_adapter(adapter, SHIPPED / args.name, card(args.name, result, settings, curve, protocol(folder)))
     size = sum(p.stat().st_size for p in target.iterdir()) / 2**20
     if size > LIMIT_MB:
         raise SystemExit(f"{target}: {size:.1f} MB, over the {LIMIT_MB:.0f} MB a shipped adapter may take")
