@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     exports["JSON snapshot, complete predictions"] = work / "export_full.json"
 
     from_predictions = {ex.id: ex for ex in load_examples(pre, format="labelstudio")}
-    from_annotations = {nid: ex for nid, ex in from_predictions.items()}
+    from_annotations = dict(from_predictions)
     for nid, result in expected.items():
         task = {"data": predicted[nid]["data"], "annotations": [{"result": result}]}
         write_text(work / "one.json", json.dumps([task]))

@@ -107,15 +107,6 @@ def run(label: str, client: Any, url: str, texts: list[str], workers: int) -> di
             "answers": [r[1] for r in results]}
 
 
-def unscored(answers: Any) -> Any:
-    """The answers without their ``score`` fields: the predictions alone."""
-    if isinstance(answers, dict):
-        return {k: unscored(v) for k, v in answers.items() if k != "score"}
-    if isinstance(answers, list):
-        return [unscored(a) for a in answers]
-    return answers
-
-
 def markdown(report: dict[str, Any]) -> str:
     config = report["config"]
     lines = [f"`nerre serve` throughput: {config['adapter']}, {config['requests']} one-sentence requests, max batch "
@@ -134,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import httpx
 
     from nerre.atomic import write_text
+    from nerre.prediction_file import unscored
 
     args = parse_args(argv)
     texts = [SENTENCES[i % len(SENTENCES)] for i in range(args.requests)]

@@ -25,6 +25,16 @@ from nerre.example import Example
 log = logging.getLogger(__name__)
 
 
+def unscored(record: Any) -> Any:
+    """A prediction record (or a list of them) without its ``score`` fields: they hold float noise that
+    batching and merged weights change, while the entities and relations must not change at all."""
+    if isinstance(record, list):
+        return [unscored(r) for r in record]
+    if isinstance(record, dict):
+        return {k: unscored(v) for k, v in record.items() if k != "score"}
+    return record
+
+
 def partial_path(path: str | Path) -> Path:
     """Where the records of an unfinished prediction run are: ``OUTPUT.partial``."""
     path = Path(path)

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from nerre.prediction_file import unscored  # noqa: F401  (tests import it from here)
+
 DATA_DIR = Path(os.environ.get("NERRE_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
@@ -78,14 +80,6 @@ def tiny_adapter(tiny_run) -> Path:
     return adapter
 
 
-def unscored(record: Any) -> Any:
-    """A prediction record (or a list of them) without its ``score`` fields: they hold float noise that
-    batching and merged weights change, while the entities and relations must not change at all."""
-    if isinstance(record, list):
-        return [unscored(r) for r in record]
-    if isinstance(record, dict):
-        return {k: unscored(v) for k, v in record.items() if k != "score"}
-    return record
 
 
 def scores_of(record: Any) -> list[float]:
