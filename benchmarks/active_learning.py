@@ -9,8 +9,10 @@ training split (gold labels stand for the annotator's corrections):
   document score, what ``nerre predict --rank uncertainty`` writes first) are added;
 * ``random``: documents drawn at random from a pool drawn the same way.
 
-Every fit starts from the base model with the same config, step budget (``--max-steps``) and seed; both arms
-are scored on the same held-back set (``--score-on``: the config's dev split by default) after every round.
+Every fit starts from the base model with the same config, step budget (``--max-steps``: the config's epoch
+limit is lifted) and seed, and keeps its last step's adapter: no fit validates, so nothing is selected on the
+held-back set. Both arms are scored on that same set (``--score-on``: the config's dev split by default) after
+every round.
 
     python benchmarks/active_learning.py --config configs/conll04.yaml --start 100 --add 100 --rounds 2 \\
         --max-steps 300 --pool 400
@@ -64,8 +66,8 @@ def split(config: Path, data_dir: Path, name: str) -> list:
     return load_examples(data_dir / data[name], data.get("format"), data.get("reader_options"))
 
 
-def fit(config: Path, train: list, folder: Path, args: argparse.Namespace, extra: list[str]) -> Path:
-    """Fit an adapter on ``train`` (from the base model, the same budget and seed every time); its folder."""
+def fit(config: Path, train: list, folder: Path, args: argparse.Namespace, extra: list[str]) -> tuple[Path, int]:
+    """Fit an adapter on ``train`` (from the base model, the same budget and seed every time): its folder, the steps trained."""
     from nerre.cli import run
     from nerre.loaders import write_jsonl
 
@@ -75,10 +77,11 @@ def fit(config: Path, train: list, folder: Path, args: argparse.Namespace, extra
     write_jsonl(train, folder / "train.jsonl")
     cli = run(["fit", "--config", str(config), "--data.data_dir", str(args.data_dir),
                "--data.train", str(folder / "train.jsonl"), "--data.format", "jsonl",
-               "--trainer.max_steps", str(args.max_steps), "--trainer.default_root_dir", str(folder),
+               "--trainer.max_steps", str(args.max_steps), "--trainer.max_epochs", "-1",
+               "--trainer.limit_val_batches", "0", "--trainer.default_root_dir", str(folder),
                "--trainer.logger.init_args.save_dir", str(folder), "--trainer.enable_progress_bar", "false",
                "--seed_everything", str(args.seed), *extra])
-    return Path(cli.trainer.log_dir) / "adapter"
+    return Path(cli.trainer.log_dir) / "adapter", cli.trainer.global_step
 
 
 def score(adapter: Path, heldout: list, batch_size: int) -> dict[str, Any]:
@@ -138,8 +141,8 @@ def main(argv: list[str] | None = None) -> dict:
     order = rng.sample(range(len(train)), len(train))
     start = [train[i] for i in order[: args.start]]
     rest = [train[i] for i in order[args.start :]]
-    adapter = fit(args.config, start, out / "round0", args, extra)
-    first = {"round": 0, "documents": len(start), "scores": score(adapter, heldout, args.batch_size)}
+    adapter, steps = fit(args.config, start, out / "round0", args, extra)
+    first = {"round": 0, "documents": len(start), "steps": steps, "scores": score(adapter, heldout, args.batch_size)}
     result: dict[str, Any] = {
         "name": name,
         "command": " ".join(["python", "benchmarks/active_learning.py", *(argv if argv is not None else sys.argv[1:])]),
@@ -159,8 +162,9 @@ def main(argv: list[str] | None = None) -> dict:
             taken = {ex.id for ex in chosen}
             labelled = labelled + chosen
             remaining = [ex for ex in remaining if ex.id not in taken]
-            adapter = fit(args.config, labelled, out / f"round{round_}-{arm}", args, extra)
-            result["arms"][arm].append({"round": round_, "documents": len(labelled), "added": sorted(taken),
+            adapter, steps = fit(args.config, labelled, out / f"round{round_}-{arm}", args, extra)
+            result["arms"][arm].append({"round": round_, "documents": len(labelled), "steps": steps,
+                                        "added": sorted(taken),
                                         "scores": score(adapter, heldout, args.batch_size)})
             state[arm] = (labelled, remaining, adapter)
             print(f"round {round_} {arm}: {len(labelled)} documents, entity F1 "

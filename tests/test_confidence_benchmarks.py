@@ -72,13 +72,16 @@ def test_calibration_scores_match_the_decoder(tiny_adapter):
 def test_active_learning_runs_both_arms_on_the_same_heldout(tiny_model_dir, tmp_path):
     import active_learning
 
-    result = active_learning.main(["--config", str(TINY_CONFIG), "--data-dir", str(TINY_DATA), "--start", "2",
+    config = tmp_path / "one-epoch.yaml"  # an epoch limit in the config must not cut the step budget
+    config.write_text(TINY_CONFIG.read_text().replace("  max_steps: 150\n", "  max_epochs: 1\n"))
+    result = active_learning.main(["--config", str(config), "--data-dir", str(TINY_DATA), "--start", "2",
                                    "--add", "1", "--rounds", "2", "--pool", "2", "--max-steps", "2",
                                    "--results", str(tmp_path), "--name", "tiny",
                                    "--model.init_args.model", str(tiny_model_dir)])
     for arm in ("uncertainty", "random"):
         rows = result["arms"][arm]
         assert [r["documents"] for r in rows] == [2, 3, 4] and [r["round"] for r in rows] == [0, 1, 2]
+        assert [r["steps"] for r in rows] == [2, 2, 2]  # one batch per epoch: two epochs each
         assert all("f1" in r["scores"]["entities"] for r in rows)
     assert result["arms"]["uncertainty"][0] == result["arms"]["random"][0]  # one start, scored once
     added = [r["added"] for r in result["arms"]["uncertainty"][1:]]
