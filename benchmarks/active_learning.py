@@ -78,7 +78,8 @@ def fit(config: Path, train: list, folder: Path, args: argparse.Namespace, extra
     cli = run(["fit", "--config", str(config), "--data.data_dir", str(args.data_dir),
                "--data.train", str(folder / "train.jsonl"), "--data.format", "jsonl",
                "--trainer.max_steps", str(args.max_steps), "--trainer.max_epochs", "-1",
-               "--trainer.limit_val_batches", "0", "--trainer.default_root_dir", str(folder),
+               "--data.val", "null", "--data.test", "null", "--trainer.limit_val_batches", "0",
+               "--trainer.default_root_dir", str(folder),
                "--trainer.logger.init_args.save_dir", str(folder), "--trainer.enable_progress_bar", "false",
                "--seed_everything", str(args.seed), *extra])
     return Path(cli.trainer.log_dir) / "adapter", cli.trainer.global_step

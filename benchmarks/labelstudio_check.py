@@ -114,10 +114,12 @@ def corrected(result: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from nerre.adapter import read_settings, resolve_adapter
     from nerre.example import Entity, Example, Relation
     from nerre.loaders import load_examples
     from nerre.loaders.labelstudio import write_labelstudio
     from nerre.loaders.options import ReadNotes
+    from nerre.schema import Schema
 
     work = Path(tempfile.mkdtemp(prefix="nerre-ls-"))
     documents = load_examples(args.data_dir / args.data)[: args.limit]
@@ -141,10 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         checks.append({"check": name, "ok": bool(ok), "detail": detail})
         print(("PASS " if ok else "FAIL ") + name + (f": {detail}" if detail != "" else ""))
 
-    entity_labels = sorted({i["value"]["labels"][0] for t in tasks for i in t["predictions"][0]["result"]
-                            if i["type"] == "labels"} | {"Peop", "Org"})
-    relation_labels = sorted({label for t in tasks for i in t["predictions"][0]["result"] if i["type"] == "relation"
-                              for label in i["labels"]} | {"Work_For", "Live_In"})
+    schema = Schema(**read_settings(resolve_adapter(args.adapter)).schema)  # the project names the adapter's labels
+    entity_labels, relation_labels = schema.entity_names, schema.relation_names
     project = ls.call("POST", "/api/projects", {"title": f"nerre check {time.strftime('%H:%M:%S')}",
                                                 "label_config": label_config(entity_labels, relation_labels)})
     pid = project["id"]

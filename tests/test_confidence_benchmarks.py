@@ -72,9 +72,13 @@ def test_calibration_scores_match_the_decoder(tiny_adapter):
 def test_active_learning_runs_both_arms_on_the_same_heldout(tiny_model_dir, tmp_path):
     import active_learning
 
-    config = tmp_path / "one-epoch.yaml"  # an epoch limit in the config must not cut the step budget
-    config.write_text(TINY_CONFIG.read_text().replace("  max_steps: 150\n", "  max_epochs: 1\n"))
-    result = active_learning.main(["--config", str(config), "--data-dir", str(TINY_DATA), "--start", "2",
+    # An epoch limit in the config must not cut the step budget, and the fits (JSON Lines) must not read the
+    # config's other splits, which may be in another format.
+    config = tmp_path / "one-epoch.yaml"
+    config.write_text(TINY_CONFIG.read_text().replace("  max_steps: 150\n", "  max_epochs: 1\n")
+                      .replace("  val: tiny.jsonl\n", "  val: formats/labelstudio.json\n"))
+    result = active_learning.main(["--config", str(config), "--data-dir", str(TINY_DATA), "--score-on", "test",
+                                   "--start", "2",
                                    "--add", "1", "--rounds", "2", "--pool", "2", "--max-steps", "2",
                                    "--results", str(tmp_path), "--name", "tiny",
                                    "--model.init_args.model", str(tiny_model_dir)])
