@@ -10,12 +10,12 @@ training split (gold labels stand for the annotator's corrections):
 * ``random``: documents drawn at random from a pool drawn the same way.
 
 Every fit starts from the base model with the same config, step budget (``--max-steps``: the config's epoch
-limit is lifted) and seed, and keeps its last step's adapter: no fit validates, so nothing is selected on the
+limit is lifted) and seed, and keeps its last step's adapter: the fits get no dev data, so nothing is selected on the
 held-back set. Both arms are scored on that same set (``--score-on``: the config's dev split by default) after
 every round.
 
     python benchmarks/active_learning.py --config configs/conll04.yaml --start 100 --add 100 --rounds 2 \\
-        --max-steps 300 --pool 400
+        --max-steps 120 --pool 300 --seed 0
 
 Further arguments go to ``nerre fit`` unchanged. Writes ``benchmarks/results/active_learning-<name>.json``
 (entity and strict relation F1 per arm and round, the documents chosen) and ``.png``.
@@ -78,8 +78,7 @@ def fit(config: Path, train: list, folder: Path, args: argparse.Namespace, extra
     cli = run(["fit", "--config", str(config), "--data.data_dir", str(args.data_dir),
                "--data.train", str(folder / "train.jsonl"), "--data.format", "jsonl",
                "--trainer.max_steps", str(args.max_steps), "--trainer.max_epochs", "-1",
-               "--data.val", "null", "--data.test", "null", "--trainer.limit_val_batches", "0",
-               "--trainer.default_root_dir", str(folder),
+               "--data.val", "null", "--data.test", "null", "--trainer.default_root_dir", str(folder),
                "--trainer.logger.init_args.save_dir", str(folder), "--trainer.enable_progress_bar", "false",
                "--seed_everything", str(args.seed), *extra])
     return Path(cli.trainer.log_dir) / "adapter", cli.trainer.global_step

@@ -80,8 +80,6 @@ def tiny_adapter(tiny_run) -> Path:
     return adapter
 
 
-
-
 def scores_of(record: Any) -> list[float]:
     """Every ``score`` in a prediction record, in order."""
     if isinstance(record, list):

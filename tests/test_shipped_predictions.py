@@ -63,6 +63,6 @@ if __name__ == "__main__":
     import os
 
     folder = Path(os.environ.get("NERRE_DATA_DIR", TESTS.parents[1] / "shared" / "data"))
-    records = {name: [unscored(r) for r in predictions(folder, name)] for name in CASES}
+    records = {name: unscored(predictions(folder, name)) for name in CASES}
     EXPECTED.write_text(json.dumps(records, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print(f"wrote {EXPECTED}", file=sys.stderr)
