@@ -19,7 +19,7 @@ from nerre.errors import AdapterError, MissingPathError, NerreError
 from nerre.example import Example
 from nerre.formulation import Formulation, get_formulation
 from nerre.loaders.textfile import json_error
-from nerre.models import load_model, load_tokenizer, resolve_model
+from nerre.models import load_model, load_tokenizer, peft_wrapping, resolve_model
 from nerre.prompt import PromptBuilder, PromptSettings
 from nerre.schema import Schema
 
@@ -221,7 +221,8 @@ def load_adapter(path: str | Path, base_model: str | None = None, dtype: torch.d
     base = load_model(resolve_model(base_name), dtype=dtype)
     config = json.loads((path / "adapter_config.json").read_text())
     try:
-        model = PeftModel.from_pretrained(base, path)
+        with peft_wrapping():
+            model = PeftModel.from_pretrained(base, path)
     except (RuntimeError, ValueError, KeyError, OSError) as err:
         raise AdapterError(
             path,

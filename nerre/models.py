@@ -20,7 +20,9 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -91,6 +93,15 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
 
 
 # --------------------------------------------------------------------------- cache and resolution
+
+
+@contextmanager
+def peft_wrapping() -> Iterator[None]:
+    """Wrap a model with peft inside this: peft reads transformers' deprecated ``is_gradient_checkpointing``
+    when it wraps a model, a FutureWarning about the two libraries (not the user's model) on every load."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def cache_dir() -> Path:

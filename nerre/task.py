@@ -15,7 +15,7 @@ from nerre.adapter import AdapterSettings, save_adapter
 from nerre.errors import ConfigError
 from nerre.losses import CandidateBatch, answer_loss
 from nerre.metrics import evaluate
-from nerre.models import DEFAULT_MODEL, load_model, resolve_model
+from nerre.models import DEFAULT_MODEL, load_model, peft_wrapping, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -242,4 +242,5 @@ class LoraTask(BaseTask):
             target_modules=self.hparams.target_modules,
             task_type="CAUSAL_LM",
         )
-        return get_peft_model(base, config)
+        with peft_wrapping():
+            return get_peft_model(base, config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,13 @@ def test_a_shipped_adapter_loads_by_name_and_predicts_like_the_original(shipped,
     by_name = [p.example for p in Extractor.load("tiny").predict(gold)]
     original = [p.example for p in Extractor.load(tiny_adapter).predict(gold)]
     assert score_entities(gold, by_name).micro.f1 == score_entities(gold, original).micro.f1 == 1.0
+
+
+def test_loading_an_adapter_does_not_warn_about_peft_and_transformers(tiny_adapter):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        adapters.load_adapter(tiny_adapter)
+    assert [str(w.message) for w in caught if "is_gradient_checkpointing" in str(w.message)] == []
 
 
 def test_nerre_predict_takes_a_shipped_name(shipped, tmp_path):

@@ -23,11 +23,12 @@ TESTS = Path(__file__).resolve().parent
 EXPECTED = TESTS / "data" / "shipped_predictions.json"
 SENTENCES = 3
 #: adapter -> its corpus's test file (in the data folder) and what a sentence must hold to be picked
-CASES = {"conll2003": ("conll2003/test.txt", "entities"), "conll04": ("conll04/conll04_test.json", "relations")}
+CASES = {"conll2003": ("conll2003/test.txt", "entities"), "conll04": ("conll04/conll04_test.json", "relations"),
+         "ade": ("ade/ade_split_0_test.json", "relations")}
 
 
 def sentences(data_dir: Path, name: str) -> list:
-    """The first ``SENTENCES`` test examples of ``name``'s corpus that hold entities (relations for conll04)."""
+    """The first ``SENTENCES`` test examples of ``name``'s corpus that hold entities (relations for conll04 and ade)."""
     from nerre.loaders import load_examples
 
     path, needs = CASES[name]
