@@ -59,20 +59,25 @@ class Decisions:
 
     def __init__(self, extractor: Any, gold: list):
         import torch
+        from tqdm.auto import tqdm
 
         from nerre.decoding.passes import ModelPasses
         from nerre.example import Example
         from nerre.prompt import prompt_ids
 
         self.extractor, self.gold = extractor, gold
-        self.sources = [Example(ex.text, tokens=ex.tokens, id=ex.id) for ex in gold]
+        # the windows nerre predict decodes (a text longer than the window is split, then merged back)
+        self.windows = [len(extractor.split(Example(ex.text, tokens=ex.tokens, id=ex.id))) for ex in gold]
+        self.sources = [w for ex in gold for w in extractor.split(Example(ex.text, tokens=ex.tokens, id=ex.id))]
         decoder, formulation, table = extractor.decoder, extractor.formulation, extractor.table
-        self.answers = decoder.generate(self.sources)
+        with tqdm(total=len(self.sources), desc="decoding", unit="text") as bar:
+            self.answers = decoder.generate(self.sources, progress=lambda done, _: bar.update(done - bar.n))
         self.ids = decoder.token_ids
         passes = ModelPasses(extractor.model)
         self.logits: list[list[tuple[Any, int]]] = []  # per document, per decision: candidate logits, chosen index
         with torch.inference_mode():
-            for source, ids, logprobs in zip(self.sources, self.ids, decoder.token_logprobs):
+            for source, ids, logprobs in tqdm(zip(self.sources, self.ids, decoder.token_logprobs), total=len(self.sources),
+                                              desc="decision logits", unit="text"):
                 prompt = prompt_ids(extractor.tokenizer, extractor.prompts, source.text)
                 taken = ids + ([table.eos_id] if len(ids) < len(logprobs) else [])  # the end, where the model chose it
                 cache = passes.new_cache(None, 0, False)
@@ -87,13 +92,20 @@ class Decisions:
         import torch
 
         from nerre.decoding.confidence import attach_scores
+        from nerre.example import Example
+        from nerre.predict import _merge
 
-        read, _ = self.extractor.formulation.parse(self.sources, self.answers)
+        read, defects = self.extractor.formulation.parse(self.sources, self.answers)
         logprobs = [[0.0 if len(lg) == 1 else torch.log_softmax(lg / temperature, 0)[i].item() for lg, i in doc]
                     for doc in self.logits]
         attach_scores(self.extractor.formulation, self.extractor.table, self.sources, self.answers, self.ids,
                       logprobs, read)
-        return read
+        documents, start = [], 0
+        for ex, n in zip(self.gold, self.windows):
+            parts = [(read[k], defects[k], self.answers[k]) for k in range(start, start + n)]
+            documents.append(_merge(Example(ex.text, tokens=ex.tokens, id=ex.id), parts).example)
+            start += n
+        return documents
 
 
 def pairs(gold: list, predictions: list) -> list[tuple[float, bool]]:

@@ -66,7 +66,7 @@ def decode(extractor: Any, gold: list, **knobs: float) -> tuple[list, float]:
         setattr(extractor.options, name, value)
     inputs = [Example(ex.text, tokens=ex.tokens, id=ex.id) for ex in gold]
     started = time.perf_counter()
-    predictions = [p.example for p in extractor.predict(inputs)]
+    predictions = [p.example for p in extractor.predict(inputs, progress=True)]
     return predictions, time.perf_counter() - started
 
 

@@ -64,9 +64,28 @@ def test_calibration_scores_match_the_decoder(tiny_adapter):
     gold = read_jsonl(TINY_DATA / "tiny.jsonl")
     recomputed = calibration.Decisions(extractor, gold).predictions(1.0)
     decoded = [p.example for p in extractor.predict([Example(g.text, tokens=g.tokens, id=g.id) for g in gold])]
+    assert len(recomputed) == len(decoded) == len(gold)
     for a, b in zip(recomputed, decoded):
-        assert a.scores.keys() == b.scores.keys()
+        assert a.entities == b.entities and a.scores.keys() == b.scores.keys()
         assert all(a.scores[k] == pytest.approx(b.scores[k], rel=1e-3, abs=1e-6) for k in a.scores)
+
+
+def test_calibration_decodes_long_texts_in_windows_as_predict_does(tiny_adapter):
+    import calibration
+
+    from nerre.example import Example
+    from nerre.loaders import read_jsonl
+    from nerre.predict import Extractor
+
+    extractor = Extractor.load(tiny_adapter, temperature=1.0)
+    extractor.window_tokens = 6  # the longer tiny texts are split into windows, then merged back
+    gold = read_jsonl(TINY_DATA / "tiny.jsonl")
+    assert any(len(extractor.split(g)) > 1 for g in gold)
+    recomputed = calibration.Decisions(extractor, gold).predictions(1.0)
+    decoded = [p.example for p in extractor.predict([Example(g.text, tokens=g.tokens, id=g.id) for g in gold])]
+    assert [a.entities for a in recomputed] == [b.entities for b in decoded]
+    assert [a.scores.keys() for a in recomputed] == [b.scores.keys() for b in decoded]
+    assert any(a.entities for a in recomputed)
 
 
 def test_active_learning_runs_both_arms_on_the_same_heldout(tiny_model_dir, tmp_path):
