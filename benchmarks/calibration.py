@@ -67,8 +67,9 @@ class Decisions:
 
         self.extractor, self.gold = extractor, gold
         # the windows nerre predict decodes (a text longer than the window is split, then merged back)
-        self.windows = [len(extractor.split(Example(ex.text, tokens=ex.tokens, id=ex.id))) for ex in gold]
-        self.sources = [w for ex in gold for w in extractor.split(Example(ex.text, tokens=ex.tokens, id=ex.id))]
+        windows = [extractor.split(Example(ex.text, tokens=ex.tokens, id=ex.id)) for ex in gold]
+        self.windows = [len(pieces) for pieces in windows]
+        self.sources = [piece for pieces in windows for piece in pieces]
         decoder, formulation, table = extractor.decoder, extractor.formulation, extractor.table
         with tqdm(total=len(self.sources), desc="decoding", unit="text") as bar:
             self.answers = decoder.generate(self.sources, progress=lambda done, _: bar.update(done - bar.n))
