@@ -65,9 +65,10 @@ class Decisions:
         from nerre.example import Example
         from nerre.prompt import prompt_ids
 
-        self.extractor, self.gold = extractor, gold
+        self.extractor = extractor
         # the windows nerre predict decodes (a text longer than the window is split, then merged back)
-        windows = [extractor.split(Example(ex.text, tokens=ex.tokens, id=ex.id)) for ex in gold]
+        self.documents = [Example(ex.text, tokens=ex.tokens, id=ex.id) for ex in gold]  # the texts, no gold
+        windows = [extractor.split(doc) for doc in self.documents]
         self.windows = [len(pieces) for pieces in windows]
         self.sources = [piece for pieces in windows for piece in pieces]
         decoder, formulation, table = extractor.decoder, extractor.formulation, extractor.table
@@ -93,7 +94,6 @@ class Decisions:
         import torch
 
         from nerre.decoding.confidence import attach_scores
-        from nerre.example import Example
         from nerre.predict import _merge
 
         read, defects = self.extractor.formulation.parse(self.sources, self.answers)
@@ -102,9 +102,9 @@ class Decisions:
         attach_scores(self.extractor.formulation, self.extractor.table, self.sources, self.answers, self.ids,
                       logprobs, read)
         documents, start = [], 0
-        for ex, n in zip(self.gold, self.windows):
+        for doc, n in zip(self.documents, self.windows):
             parts = [(read[k], defects[k], self.answers[k]) for k in range(start, start + n)]
-            documents.append(_merge(Example(ex.text, tokens=ex.tokens, id=ex.id), parts).example)
+            documents.append(_merge(doc, parts).example)
             start += n
         return documents
 

@@ -95,15 +95,6 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
 # --------------------------------------------------------------------------- cache and resolution
 
 
-@contextmanager
-def peft_wrapping() -> Iterator[None]:
-    """Wrap a model with peft inside this: peft reads transformers' deprecated ``is_gradient_checkpointing``
-    when it wraps a model, a FutureWarning about the two libraries (not the user's model) on every load."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-        yield
-
-
 def cache_dir() -> Path:
     """The nerre cache root: ``$NERRE_CACHE_DIR`` if set, else ``~/.cache/nerre``."""
     return Path(os.environ.get("NERRE_CACHE_DIR") or Path.home() / ".cache" / "nerre").expanduser()
@@ -304,6 +295,15 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
             raise ConfigError(f"tokenizer of {name_or_path!r} has neither a pad nor an eos token; set one")
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+@contextmanager
+def peft_wrapping() -> Iterator[None]:
+    """Wrap a model with peft inside this: peft reads transformers' deprecated ``is_gradient_checkpointing``
+    when it wraps a model, a FutureWarning about the two libraries (not the user's model) on every load."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def load_model(name_or_path: str, dtype: torch.dtype = torch.float32, **kwargs: Any) -> PreTrainedModel:
