@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +25,8 @@ def rate(value: float | None, digits: int = 0) -> str:
 
 def protocol(folder: Path) -> str:
     """How a run trained, from the config it saved: on which splits, which adapter was tested (the best on dev,
-    or the last step's), in which training precision; empty for a folder without its config."""
+    or the last step's), in which training precision, and which fold of a cross-validation its files are (names
+    with ``split_K`` or ``fold_K``, as ADE's); empty for a folder without its config."""
     import yaml
 
     configs = sorted(folder.glob("run/lightning_logs/version_*/config.yaml"))
@@ -38,4 +40,6 @@ def protocol(folder: Path) -> str:
         splits = "train, best on dev"
     else:
         splits = "train, last step"
-    return f"{splits}; {trainer.get('precision', '?')}"
+    train = data.get("train") or ""
+    fold = re.search(r"(?:split|fold)[_-]?(\d+)", " ".join(train) if isinstance(train, list) else str(train))
+    return f"{splits}; {trainer.get('precision', '?')}" + (f"; fold {fold.group(1)} of a cross-validation" if fold else "")

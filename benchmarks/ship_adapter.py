@@ -63,7 +63,8 @@ def card(name: str, result: dict, settings: dict, curve: list[tuple[int, float]]
         f"- commit: `{result['git_commit']}`",
         f"- {result['steps']} steps on {result['train_examples']} training examples, seed {result['seed']}, "
         f"{result['fit_seconds'] / 60:.0f} min of training on {result['machine']}",
-        *([f"- protocol: {protocol} (splits trained on, the adapter tested, training precision)"] if protocol else []),
+        *([f"- protocol: {protocol} (splits trained on, the adapter tested, training precision"
+           f"{', fold' if 'fold' in protocol else ''})"] if protocol else []),
         *([f"- the adapter is the best of {len(curve)} validations on the dev set (the first on the highest "
            f"`val/f1`): " + ", ".join(f"{score:.3f} at step {step}" for step, score in curve)] if curve else []),
         "- data (relative to the data folder):",

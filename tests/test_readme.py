@@ -213,6 +213,7 @@ def test_the_benchmark_scripts_import_each_other_without_a_circle():
     ({"train": "t.json", "val": "d.json", "train_dev": True}, "train+dev, last step; bf16-mixed"),
     ({"train": "t.json", "val": "d.json"}, "train, best on dev; bf16-mixed"),
     ({"train": "t.json"}, "train, last step; bf16-mixed"),
+    ({"train": "ade/ade_split_3_train.json"}, "train, last step; bf16-mixed; fold 3 of a cross-validation"),
 ])
 def test_the_protocol_column_says_what_the_run_trained_on_and_in_which_precision(tmp_path, data, expected):
     import yaml
