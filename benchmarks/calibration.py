@@ -6,7 +6,7 @@ The pairs go into ``--bins`` equal-width score bins; ECE = sum over bins of (bin
 
 With ``--dev``, a temperature of the score softmax (``DecodeOptions.temperature``) is fitted on the dev set:
 the data are decoded once, the logits of the allowed candidates at every decision are recomputed in one
-teacher-forced pass per document (greedy choices do not depend on the temperature, so the answers stay),
+teacher-forced pass per batch of texts (greedy choices do not depend on the temperature, so the answers stay),
 and the temperature minimising the entities' log loss on dev is chosen from a grid. ECE is reported before
 (temperature 1) and after, on the test data; ``--save`` writes it into the adapter's ``nerre.json``
 (``score_temperature``), which ``nerre predict`` then uses.
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,19 +76,29 @@ class Decisions:
         with tqdm(total=len(self.sources), desc="decoding", unit="text") as bar:
             self.answers = decoder.generate(self.sources, progress=lambda done, _: bar.update(done - bar.n))
         self.ids = decoder.token_ids
-        passes = ModelPasses(extractor.model)
         self.logits: list[list[tuple[Any, int]]] = []  # per document, per decision: candidate logits, chosen index
+        limits = {k: getattr(extractor.options, k) for k in ("max_nesting", "max_relations", "signatures")}
+        passes = ModelPasses(extractor.model)
+        prompts = [prompt_ids(extractor.tokenizer, extractor.prompts, source.text) for source in self.sources]
+        # the answers as the model chose them (the end token where it chose to end), after each prompt
+        taken = [ids + ([table.eos_id] if len(ids) < len(logprobs) else [])
+                 for ids, logprobs in zip(self.ids, decoder.token_logprobs)]
+        # one teacher-forced pass per batch: packed where that gives the model's own hidden states, after the
+        # prompts' common header computed once
+        packed = passes.packing_works(extractor.tokenizer) and extractor.batch_size > 1
+        width = extractor.batch_size if packed else 1
+        shared = min([len(os.path.commonprefix(prompts))] + [len(p) - 1 for p in prompts]) if prompts else 0
         with torch.inference_mode():
-            for source, ids, logprobs in tqdm(zip(self.sources, self.ids, decoder.token_logprobs), total=len(self.sources),
-                                              desc="decision logits", unit="text"):
-                prompt = prompt_ids(extractor.tokenizer, extractor.prompts, source.text)
-                taken = ids + ([table.eos_id] if len(ids) < len(logprobs) else [])  # the end, where the model chose it
-                cache = passes.new_cache(None, 0, False)
-                (hidden,) = passes.run([cache], [prompt + taken], False)
-                hidden = hidden[len(prompt) - 1 :]
-                allowed = formulation.grammar(source, table).candidates(taken)
-                self.logits.append([(passes.candidate_logits(hidden[k], c), c.index(t))
-                                    for k, (c, t) in enumerate(zip(allowed, taken))])
+            header = passes.prefill(prompts[0][:shared]) if shared > 0 else None
+            for first in tqdm(range(0, len(self.sources), width), desc="decision logits", unit="batch"):
+                rows = range(first, min(first + width, len(self.sources)))
+                caches = [passes.new_cache(header, shared, packed) for _ in rows]
+                hidden = passes.run(caches, [(prompts[i] + taken[i])[shared:] for i in rows], packed)
+                for i, h in zip(rows, hidden):
+                    h = h[len(prompts[i]) - 1 - shared :]
+                    allowed = formulation.grammar(self.sources[i], table, **limits).candidates(taken[i])
+                    self.logits.append([(passes.candidate_logits(h[k], c), c.index(t))
+                                        for k, (c, t) in enumerate(zip(allowed, taken[i]))])
 
     def predictions(self, temperature: float) -> list:
         """The predictions with their scores at ``temperature``."""
