@@ -18,7 +18,8 @@ every round.
         --max-steps 120 --pool 300 --seed 0
 
 Further arguments go to ``nerre fit`` unchanged. Writes ``benchmarks/results/active_learning-<name>.json``
-(entity and strict relation F1 per arm and round, the documents chosen) and ``.png``.
+(entity and strict relation F1 per arm and round, the documents chosen, and what the labelled set and each round's
+additions hold: tokens, gold entities, gold relations, the annotation cost to compare arms by) and ``.png``.
 """
 
 from __future__ import annotations
@@ -108,6 +109,12 @@ def least_confident(adapter: Path, pool: list, n: int, batch_size: int) -> list:
     return [by_id[p.example.id] for p in rank_predictions(predictions, "uncertainty", n)]
 
 
+def annotated(examples: list) -> dict[str, int]:
+    """What annotating ``examples`` costs: their tokens, gold entities and gold relations."""
+    return {"tokens": sum(len(ex.tokens) for ex in examples), "entities": sum(len(ex.entities) for ex in examples),
+            "relations": sum(len(ex.relations) for ex in examples)}
+
+
 def plot(result: dict, path: Path) -> None:
     import matplotlib
 
@@ -142,7 +149,8 @@ def main(argv: list[str] | None = None) -> dict:
     start = [train[i] for i in order[: args.start]]
     rest = [train[i] for i in order[args.start :]]
     adapter, steps = fit(args.config, start, out / "round0", args, extra)
-    first = {"round": 0, "documents": len(start), "steps": steps, "scores": score(adapter, heldout, args.batch_size)}
+    first = {"round": 0, "documents": len(start), "labelled": annotated(start), "steps": steps,
+             "scores": score(adapter, heldout, args.batch_size)}
     result: dict[str, Any] = {
         "name": name,
         "command": " ".join(["python", "benchmarks/active_learning.py", *(argv if argv is not None else sys.argv[1:])]),
@@ -163,8 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
             labelled = labelled + chosen
             remaining = [ex for ex in remaining if ex.id not in taken]
             adapter, steps = fit(args.config, labelled, out / f"round{round_}-{arm}", args, extra)
-            result["arms"][arm].append({"round": round_, "documents": len(labelled), "steps": steps,
-                                        "added": sorted(taken),
+            result["arms"][arm].append({"round": round_, "documents": len(labelled), "labelled": annotated(labelled),
+                                        "steps": steps, "added": sorted(taken), "added_size": annotated(chosen),
                                         "scores": score(adapter, heldout, args.batch_size)})
             state[arm] = (labelled, remaining, adapter)
             print(f"round {round_} {arm}: {len(labelled)} documents, entity F1 "

@@ -109,4 +109,10 @@ def test_active_learning_runs_both_arms_on_the_same_heldout(tiny_model_dir, tmp_
     assert result["arms"]["uncertainty"][0] == result["arms"]["random"][0]  # one start, scored once
     added = [r["added"] for r in result["arms"]["uncertainty"][1:]]
     assert len(set(added[0]) | set(added[1])) == 2  # never the same document twice
+    for arm in ("uncertainty", "random"):  # the annotation cost of each round: what it had plus what it added
+        rows = result["arms"][arm]
+        assert rows[0]["labelled"]["tokens"] > 0
+        for before, after in zip(rows, rows[1:]):
+            assert all(after["labelled"][k] == before["labelled"][k] + after["added_size"][k]
+                       for k in ("tokens", "entities", "relations"))
     assert result["heldout"] == 4 and (tmp_path / "active_learning-tiny.png").is_file()
