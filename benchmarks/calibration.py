@@ -76,7 +76,7 @@ class Decisions:
         with tqdm(total=len(self.sources), desc="decoding", unit="text") as bar:
             self.answers = decoder.generate(self.sources, progress=lambda done, _: bar.update(done - bar.n))
         self.ids = decoder.token_ids
-        self.logits: list[list[tuple[Any, int]]] = []  # per document, per decision: candidate logits, chosen index
+        self.logits: list[list[tuple[Any, int]]] = []  # per window, per decision: candidate logits, chosen index
         limits = {k: getattr(extractor.options, k) for k in ("max_nesting", "max_relations", "signatures")}
         passes = ModelPasses(extractor.model)
         prompts = [prompt_ids(extractor.tokenizer, extractor.prompts, source.text) for source in self.sources]
