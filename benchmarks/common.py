@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -26,9 +27,16 @@ def rate(value: float | None, digits: int = 0) -> str:
 def protocol(folder: Path) -> str:
     """How a run trained, from the config it saved: on which splits, which adapter was tested (the best on dev,
     or the last step's), in which training precision, and which fold of a cross-validation its files are (names
-    with ``split_K`` or ``fold_K``, as ADE's); empty for a folder without its config."""
+    with ``split_K`` or ``fold_K``, as ADE's); for a ``tune_decoding.py`` folder, its run's and the decoding
+    chosen on dev; empty for a folder without its config."""
     import yaml
 
+    tuned = json.loads((folder / "result.json").read_text()) if (folder / "result.json").exists() else {}
+    if tuned.get("tuned_from"):  # benchmarks/tune_decoding.py: the run's adapter, decoded as dev chose
+        d = tuned["decoding"]
+        return (f"{protocol(folder.parent / tuned['tuned_from'])}; decoding tuned on dev (entity bias "
+                f"{d['entity_bias']:+g}, relation bias {d['relation_bias']:+g}, relation score >= "
+                f"{d['min_relation_score']:g})")
     configs = sorted(folder.glob("run/lightning_logs/version_*/config.yaml"))
     if not configs:
         return ""

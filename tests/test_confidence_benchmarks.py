@@ -116,3 +116,43 @@ def test_active_learning_runs_both_arms_on_the_same_heldout(tiny_model_dir, tmp_
             assert all(after["labelled"][k] == before["labelled"][k] + after["added_size"][k]
                        for k in ("tokens", "entities", "relations"))
     assert result["heldout"] == 4 and (tmp_path / "active_learning-tiny.png").is_file()
+
+
+def test_tune_decoding_chooses_on_dev_and_decodes_the_test_split_with_the_choice(tiny_run, tiny_adapter, tmp_path):
+    import shutil
+
+    import pytest
+    import tune_decoding
+    import yaml
+    from common import protocol
+
+    run = tmp_path / "tiny"
+    logs = run / "run" / "lightning_logs" / "version_0"
+    logs.mkdir(parents=True)
+    (config,) = tiny_run.glob("runs/**/config.yaml")
+    shutil.copy(config, logs / "config.yaml")
+    base = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/conll04-cpu/result.json").read_text())
+    (run / "result.json").write_text(json.dumps(base | {"name": "tiny", "test_examples": 4}))
+    args = ["--run", "tiny", "--adapter", str(tiny_adapter), "--results", str(tmp_path),
+            "--relation-biases", "-10000", "0", "--thresholds", "0", "0.5"]
+    result = tune_decoding.main(args)
+
+    grid = result["dev_grid"]
+    assert [(p["relation_bias"], p["min_relation_score"]) for p in grid] == [(-10000, 0), (-10000, 0.5), (0, 0), (0, 0.5)]
+    assert grid[0]["predicted_relations"] == grid[1]["predicted_relations"] == 0  # no relation line started
+    assert grid[2]["predicted_relations"] >= grid[3]["predicted_relations"]  # a threshold only drops
+    chosen = next(p for p in grid if p["strict"] == max(q["strict"] for q in grid))  # the first of the best
+    assert result["decoding"] == {k: chosen[k] for k in ("entity_bias", "relation_bias", "min_relation_score")}
+    # dev and test are the same four sentences here: the test scores are the chosen setting's dev scores
+    assert result["relations"]["strict"]["f1"] == chosen["strict"]
+    assert result["entities"]["f1"] == chosen["entity_f1"]
+    out = tmp_path / "tiny-dev-tuned"
+    assert (out / "breakdown.md").exists() and len((out / "predictions.jsonl").read_text().splitlines()) == 4
+    assert protocol(out).endswith(f"decoding tuned on dev (entity bias +0, relation bias "
+                                  f"{chosen['relation_bias']:+g}, relation score >= {chosen['min_relation_score']:g})")
+
+    saved = yaml.safe_load((logs / "config.yaml").read_text())
+    saved["data"]["train_dev"] = True
+    (logs / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(SystemExit, match="no dev set to tune on"):
+        tune_decoding.main(args)
