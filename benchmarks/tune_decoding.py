@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 from breakdown import _files, run_breakdown
 from common import RESULTS
+from pr_curve import decode
 from run import git_commit, markdown, predict_split
 
 from nerre.atomic import write_text
@@ -56,16 +57,13 @@ def dev_grid(extractor: Any, dev: list, entity_biases: list[float], relation_bia
              thresholds: list[float]) -> list[dict]:
     """Dev entity F1 and relation F1 (strict, boundaries) of every setting, in the grid's order."""
     from nerre.decoding.confidence import keep_confident
-    from nerre.example import Example
     from nerre.metrics import evaluate
 
     symmetric = extractor.formulation.schema.symmetric_relations
-    inputs = [Example(ex.text, tokens=ex.tokens, id=ex.id) for ex in dev]
     grid = []
     for entity_bias in entity_biases:
         for relation_bias in relation_biases:
-            extractor.options.entity_bias, extractor.options.relation_bias = entity_bias, relation_bias
-            decoded = [p.example for p in extractor.predict(inputs, progress=True)]
+            decoded, _ = decode(extractor, dev, entity_bias=entity_bias, relation_bias=relation_bias)
             for threshold in thresholds:
                 kept = copy.deepcopy(decoded)
                 for example in kept:
@@ -106,9 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
         return [ex for f in _files(files) for ex in load_examples(data_dir / f, data.get("format"),
                                                                     data.get("reader_options"))]
 
-    dev, test, train = read(data["val"])[: args.dev_limit], read(data["test"]), read(data["train"])
-    if len(test) != base["test_examples"]:
-        test = test[: base["test_examples"]]  # a run with --test-limit
+    dev, train = read(data["val"])[: args.dev_limit], read(data["train"])
+    test = read(data["test"])[: base["test_examples"]]  # as many as the run tested (run.py --test-limit)
     extractor = Extractor.load(adapter, batch_size=args.batch_size)
     grid = dev_grid(extractor, dev, args.entity_biases, args.relation_biases, args.thresholds)
     best = max(grid, key=lambda p: p[args.metric])  # max keeps the first of equals

@@ -156,3 +156,10 @@ def test_tune_decoding_chooses_on_dev_and_decodes_the_test_split_with_the_choice
     (logs / "config.yaml").write_text(yaml.safe_dump(saved))
     with pytest.raises(SystemExit, match="no dev set to tune on"):
         tune_decoding.main(args)
+    saved["data"]["train_dev"] = False
+    (logs / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(SystemExit, match="no adapter under run/; pass --adapter"):  # result folders keep no adapter
+        tune_decoding.main([a for a in args if a != str(tiny_adapter) and a != "--adapter"])
+    (logs / "config.yaml").unlink()
+    with pytest.raises(SystemExit, match=r"no run/lightning_logs/version_\*/config.yaml; pass the folder run.py wrote"):
+        tune_decoding.main(args)
