@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pr_curve import RESULTS, ROOT, gold_examples
+from pr_curve import AS_TRAINED, RESULTS, ROOT, gold_examples
 
 sys.path.insert(0, str(ROOT))
 
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    extractor = Extractor.load(args.adapter, batch_size=args.batch_size, temperature=1.0)
+    extractor = Extractor.load(args.adapter, batch_size=args.batch_size, temperature=1.0, **AS_TRAINED)
     test = gold_examples(args.data, args.format, args.limit)
     name = args.name or f"{Path(args.adapter).name}-{Path(args.data).stem}"
     result: dict[str, Any] = {

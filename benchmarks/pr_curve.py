@@ -27,9 +27,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nerre.adapter import DECODING_KNOBS  # noqa: E402
 from nerre.atomic import write_text  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+#: Extractor knobs that decode as the adapter was trained, whatever tuned decoding it carries (sweeps start here)
+AS_TRAINED = dict.fromkeys(DECODING_KNOBS, 0.0)
 DATA_DIR = Path(os.environ.get("NERRE_DATA_DIR", ROOT.parent / "shared" / "data"))
 
 
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     gold = gold_examples(args.data, args.format, args.limit)
-    extractor = Extractor.load(args.adapter, batch_size=args.batch_size)
+    extractor = Extractor.load(args.adapter, batch_size=args.batch_size, **AS_TRAINED)
     symmetric = extractor.formulation.schema.symmetric_relations
     thresholds = [k / (args.thresholds - 1) for k in range(args.thresholds)]
     name = args.name or f"{Path(args.adapter).name}-{Path(args.data).stem}"

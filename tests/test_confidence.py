@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,50 @@ def test_the_extractor_scores_thresholds_and_ranks(trained):
     strict = Extractor(model, tokenizer, settings, constrained=True, min_entity_score=1.01)
     assert all(not p.example.entities and not p.example.relations for p in strict([ex.text for ex in examples]))
     assert strict.dropped == {"entities": 7, "relations_with_a_dropped_argument": 4}
+
+
+def test_the_extractor_decodes_with_the_adapters_tuned_decoding_unless_told_otherwise(trained):
+    model, tokenizer, _, _, examples = trained
+    texts = [ex.text for ex in examples]
+    tuned = AdapterSettings(base_model="tiny", formulation="tagged", schema=SCHEMA, max_sequence_tokens=512,
+                            decoding={"min_entity_score": 1.01, "relation_bias": -10000})
+    extractor = Extractor(model, tokenizer, tuned, constrained=True)
+    assert (extractor.options.min_entity_score, extractor.options.relation_bias) == (1.01, -10000.0)
+    assert all(not p.example.entities and not p.example.relations for p in extractor(texts))
+    assert extractor.dropped == {"entities": 7}  # no relation line was started to lose its arguments
+    told = Extractor(model, tokenizer, tuned, constrained=True, min_entity_score=0.0, relation_bias=0.0)
+    plain = Extractor(model, tokenizer, replace(tuned, decoding={}), constrained=True)
+    assert [p.example for p in told(texts)] == [p.example for p in plain(texts)]
+    assert sum(len(p.example.relations) for p in told(texts)) == 4
+    free = Extractor(model, tokenizer, tuned, constrained=False)  # unscored decoding: the tuning does not apply
+    assert (free.options.min_entity_score, free.options.relation_bias) == (0.0, 0.0)
+
+
+def test_tuned_decoding_round_trips_through_nerre_json_and_unknown_knobs_are_named(tiny_adapter, tmp_path, capsys):
+    import shutil
+
+    from nerre.adapter import SETTINGS_FILE, read_settings
+    from nerre.cli import run
+    from nerre.errors import AdapterError
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(tiny_adapter, adapter)
+    assert "decoding" not in json.loads((adapter / SETTINGS_FILE).read_text())  # untuned: not written
+    settings = read_settings(adapter)
+    settings.decoding = {"relation_bias": -10000, "min_relation_score": 0.5}
+    (adapter / SETTINGS_FILE).write_text(settings.to_json())
+    assert read_settings(adapter).decoding == {"relation_bias": -10000.0, "min_relation_score": 0.5}
+    gold = str(TESTS / "data" / "tiny.jsonl")
+    run(["predict", "--adapter", str(adapter), "--input", gold, "--output", str(tmp_path / "tuned.jsonl")])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["decoding"] == {"relation_bias": -10000.0, "min_relation_score": 0.5} and summary["relations"] == 0
+    run(["predict", "--adapter", str(adapter), "--input", gold, "--output", str(tmp_path / "told.jsonl"),
+         "--relation_bias", "0", "--min_score", "0"])
+    assert "decoding" not in json.loads(capsys.readouterr().out)
+    saved = json.loads((adapter / SETTINGS_FILE).read_text())
+    (adapter / SETTINGS_FILE).write_text(json.dumps(saved | {"decoding": {"relation_threshold": 0.5}}))
+    with pytest.raises(AdapterError, match="unknown knob.s. relation_threshold; the knobs are entity_bias"):
+        read_settings(adapter)
 
 
 def test_rank_keeps_input_order_without_ranking_and_puts_unscored_last():

@@ -133,9 +133,11 @@ def test_tune_decoding_chooses_on_dev_and_decodes_the_test_split_with_the_choice
     shutil.copy(config, logs / "config.yaml")
     base = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/conll04-cpu/result.json").read_text())
     (run / "result.json").write_text(json.dumps(base | {"name": "tiny", "test_examples": 4}))
-    args = ["--run", "tiny", "--adapter", str(tiny_adapter), "--results", str(tmp_path),
+    adapter = tmp_path / "adapter"
+    shutil.copytree(tiny_adapter, adapter)
+    args = ["--run", "tiny", "--adapter", str(adapter), "--results", str(tmp_path),
             "--relation-biases", "-10000", "0", "--thresholds", "0", "0.5"]
-    result = tune_decoding.main(args)
+    result = tune_decoding.main([*args, "--save"])
 
     grid = result["dev_grid"]
     assert [(p["relation_bias"], p["min_relation_score"]) for p in grid] == [(-10000, 0), (-10000, 0.5), (0, 0), (0, 0.5)]
@@ -150,6 +152,11 @@ def test_tune_decoding_chooses_on_dev_and_decodes_the_test_split_with_the_choice
     assert (out / "breakdown.md").exists() and len((out / "predictions.jsonl").read_text().splitlines()) == 4
     assert protocol(out).endswith(f"decoding tuned on dev (entity bias +0, relation bias "
                                   f"{chosen['relation_bias']:+g}, relation score >= {chosen['min_relation_score']:g})")
+    assert json.loads((adapter / "nerre.json").read_text())["decoding"] == result["decoding"]  # --save
+    # tuning sets a saved decoding aside: thresholds that drop everything change no dev score
+    saved = json.loads((adapter / "nerre.json").read_text())
+    (adapter / "nerre.json").write_text(json.dumps(saved | {"decoding": {"min_entity_score": 1.01}}))
+    assert tune_decoding.main(args)["dev_grid"] == grid
 
     saved = yaml.safe_load((logs / "config.yaml").read_text())
     saved["data"]["train_dev"] = True
@@ -159,7 +166,41 @@ def test_tune_decoding_chooses_on_dev_and_decodes_the_test_split_with_the_choice
     saved["data"]["train_dev"] = False
     (logs / "config.yaml").write_text(yaml.safe_dump(saved))
     with pytest.raises(SystemExit, match="no adapter under run/; pass --adapter"):  # result folders keep no adapter
-        tune_decoding.main([a for a in args if a != str(tiny_adapter) and a != "--adapter"])
+        tune_decoding.main([a for a in args if a != str(adapter) and a != "--adapter"])
     (logs / "config.yaml").unlink()
     with pytest.raises(SystemExit, match=r"no run/lightning_logs/version_\*/config.yaml; pass the folder run.py wrote"):
         tune_decoding.main(args)
+
+
+def test_ship_adapter_ships_a_tuned_run_with_the_decoding_its_scores_were_measured_with(tiny_adapter, tmp_path,
+                                                                                        monkeypatch):
+    import shutil
+
+    import pytest
+    import ship_adapter
+
+    monkeypatch.setattr(ship_adapter, "RESULTS", tmp_path)
+    monkeypatch.setattr(ship_adapter, "SHIPPED", tmp_path / "adapters")
+    base = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/conll04-cpu/result.json").read_text())
+    (tmp_path / "tiny").mkdir()
+    (tmp_path / "tiny" / "result.json").write_text(json.dumps(base | {"name": "tiny"}))
+    adapter = tmp_path / "tiny" / "run" / "lightning_logs" / "version_0" / "adapter"
+    shutil.copytree(tiny_adapter, adapter)
+    decoding = {"entity_bias": 0.0, "relation_bias": 1.0, "min_relation_score": 0.4}
+    (tmp_path / "tiny-dev-tuned").mkdir()
+    (tmp_path / "tiny-dev-tuned" / "result.json").write_text(json.dumps(base | {
+        "name": "tiny-dev-tuned", "tuned_from": "tiny", "decoding": decoding,
+        "tuned_on": {"split": "dev.json", "examples": 4, "metric": "relation F1, strict", "dev_score": 0.5}}))
+
+    with pytest.raises(SystemExit, match=r"saved decoding \{\} is not the one .* save it with `python "
+                                         r"benchmarks/tune_decoding.py --run tiny ... --save`"):
+        ship_adapter.main(["--run", "tiny-dev-tuned", "--as", "tuned"])
+    settings = json.loads((adapter / "nerre.json").read_text())
+    (adapter / "nerre.json").write_text(json.dumps(settings | {"decoding": decoding}))
+    ship_adapter.main(["--run", "tiny-dev-tuned", "--as", "tuned"])
+    shipped = tmp_path / "adapters" / "tuned"
+    assert json.loads((shipped / "nerre.json").read_text())["decoding"] == decoding
+    assert "Decoding tuned on dev and saved with the adapter (4 examples of `dev.json`, best relation F1, strict): " \
+           "entity_bias 0, relation_bias 1, min_relation_score 0.4" in (shipped / "README.md").read_text()
+    with pytest.raises(SystemExit, match="ship tiny-dev-tuned, the folder scored with it"):
+        ship_adapter.main(["--run", "tiny", "--as", "tiny"])  # its scores were measured without the decoding
