@@ -63,12 +63,13 @@ def card(name: str, result: dict, settings: dict, curve: list[tuple[int, float]]
         *(["", f"Decoding tuned on dev and saved with the adapter ({result['tuned_on']['examples']} examples of "
                f"`{result['tuned_on']['split']}`, best {result['tuned_on']['metric']}): " + ", ".join(
                    f"{k} {v:g}" for k, v in result["decoding"].items())
-               + "; `nerre predict` uses it unless told otherwise (e.g. `--min_relation_score 0`)."]
+               + f" (`{result['command']}`); `nerre predict` uses it unless told otherwise "
+               "(e.g. `--min_relation_score 0`)."]
            if result.get("decoding") else []),
         "",
         "## Training",
         "",
-        f"- command: `{result['command']}`",
+        f"- command: `{result.get('training_command', result['command'])}`",
         f"- commit: `{result['git_commit']}`",
         f"- {result['steps']} steps on {result['train_examples']} training examples, seed {result['seed']}, "
         f"{result['fit_seconds'] / 60:.0f} min of training on {result['machine']}",

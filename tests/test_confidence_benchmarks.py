@@ -189,7 +189,8 @@ def test_ship_adapter_ships_a_tuned_run_with_the_decoding_its_scores_were_measur
     decoding = {"entity_bias": 0.0, "relation_bias": 1.0, "min_relation_score": 0.4}
     (tmp_path / "tiny-dev-tuned").mkdir()
     (tmp_path / "tiny-dev-tuned" / "result.json").write_text(json.dumps(base | {
-        "name": "tiny-dev-tuned", "tuned_from": "tiny", "decoding": decoding,
+        "name": "tiny-dev-tuned", "tuned_from": "tiny", "decoding": decoding, "training_command": "run.py --name tiny",
+        "command": "tune_decoding.py --run tiny",
         "tuned_on": {"split": "dev.json", "examples": 4, "metric": "relation F1, strict", "dev_score": 0.5}}))
 
     with pytest.raises(SystemExit, match=r"saved decoding \{\} is not the one .* save it with `python "
@@ -200,7 +201,9 @@ def test_ship_adapter_ships_a_tuned_run_with_the_decoding_its_scores_were_measur
     ship_adapter.main(["--run", "tiny-dev-tuned", "--as", "tuned"])
     shipped = tmp_path / "adapters" / "tuned"
     assert json.loads((shipped / "nerre.json").read_text())["decoding"] == decoding
+    card = (shipped / "README.md").read_text()
     assert "Decoding tuned on dev and saved with the adapter (4 examples of `dev.json`, best relation F1, strict): " \
-           "entity_bias 0, relation_bias 1, min_relation_score 0.4" in (shipped / "README.md").read_text()
+           "entity_bias 0, relation_bias 1, min_relation_score 0.4 (`tune_decoding.py --run tiny`)" in card
+    assert "- command: `run.py --name tiny`" in card
     with pytest.raises(SystemExit, match="ship tiny-dev-tuned, the folder scored with it"):
         ship_adapter.main(["--run", "tiny", "--as", "tiny"])  # its scores were measured without the decoding
