@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     import torch
 
-    from nerre.adapter import SETTINGS_FILE, read_settings, resolve_adapter
+    from nerre.adapter import update_settings
     from nerre.predict import Extractor
 
     if args.threads:
@@ -202,11 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["temperature"] = best
         result["after"] = reliability(pairs(test, test_decisions.predictions(best)), args.bins)
         if args.save:
-            folder = resolve_adapter(args.adapter)
-            settings = read_settings(folder)
-            settings.score_temperature = best
-            write_text(folder / SETTINGS_FILE, settings.to_json())
-            result["saved"] = str(folder / SETTINGS_FILE)
+            result["saved"] = str(update_settings(args.adapter, score_temperature=best))
     args.results.mkdir(parents=True, exist_ok=True)
     write_text(args.results / f"calibration-{name}.json", json.dumps(result, indent=1) + "\n")
     plot(result, args.results / f"calibration-{name}.png")

@@ -24,6 +24,13 @@ def rate(value: float | None, digits: int = 0) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def run_adapter(folder: Path) -> Path | None:
+    """The adapter a ``run.py`` folder kept under ``run/`` (the latest, if several), or None: result folders in
+    the repository keep only the run's config and metrics."""
+    found = sorted(folder.glob("run/**/adapter/nerre.json"))
+    return found[-1].parent if found else None
+
+
 def protocol(folder: Path) -> str:
     """How a run trained, from the config it saved: on which splits, which adapter was tested (the best on dev,
     or the last step's), in which training precision, and which fold of a cross-validation its files are (names

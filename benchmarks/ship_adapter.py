@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common import RESULTS, protocol
+from common import RESULTS, protocol, run_adapter
 from run import read_metrics, series
 
 from nerre.adapter import SHIPPED, export_adapter
@@ -101,10 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     folder = RESULTS / args.run
     result = json.loads((folder / "result.json").read_text())
     trained = RESULTS / result.get("tuned_from", args.run)  # a tune_decoding.py folder: its run's adapter
-    adapters = sorted(trained.glob("run/**/adapter/nerre.json"))
-    if not adapters:
+    adapter = run_adapter(trained)
+    if adapter is None:
         raise SystemExit(f"{trained}: no adapter under run/; the run must keep its adapter folder")
-    adapter = adapters[-1].parent
     settings = json.loads((adapter / "nerre.json").read_text())
     saved, scored = settings.get("decoding", {}), result.get("decoding", {})
     if saved != scored:

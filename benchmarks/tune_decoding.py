@@ -31,11 +31,11 @@ from typing import Any
 
 import yaml
 from breakdown import _files, run_breakdown
-from common import RESULTS
+from common import RESULTS, run_adapter
 from pr_curve import AS_TRAINED, decode
 from run import git_commit, markdown, predict_split
 
-from nerre.adapter import SETTINGS_FILE, read_settings
+from nerre.adapter import update_settings
 from nerre.atomic import write_text
 
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     if data.get("train_dev") or not data.get("val"):
         raise SystemExit(f"{configs[-1]}: the run trained on its dev split or has none; there is no dev set to tune "
                          "on (tune a run that trained on train alone)")
-    adapter = args.adapter or next((p.parent for p in sorted(folder.glob("run/**/adapter/nerre.json"))), None)
+    adapter = args.adapter or run_adapter(folder)
     if adapter is None:
         raise SystemExit(f"{folder}: no adapter under run/; pass --adapter")
     data_dir = args.data_dir or Path(data.get("data_dir") or os.environ.get("NERRE_DATA_DIR", "."))
@@ -143,10 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     result.pop("unconstrained", None)
     if args.save:
-        settings = read_settings(adapter)
-        settings.decoding = decoding
-        write_text(adapter / SETTINGS_FILE, settings.to_json())
-        result["saved"] = str(adapter / SETTINGS_FILE)
+        result["saved"] = str(update_settings(adapter, decoding=decoding))
     write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
     write_text(out / "result.md", markdown(result) + (
         f"\nThe adapter of [{args.run}](../{args.run}/result.md) (trained by `{base['command']}`), decoded with "

@@ -8,13 +8,13 @@ bf16, settings and a card, with the base model's tokenizer named instead of copi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from nerre.atomic import atomic_folder
+from nerre.atomic import atomic_folder, write_text
 from nerre.errors import AdapterError, MissingPathError, NerreError
 from nerre.example import Example
 from nerre.formulation import Formulation, get_formulation
@@ -166,6 +166,13 @@ def read_settings(path: str | Path) -> AdapterSettings:
         raise AdapterError(path, f"{SETTINGS_FILE} is damaged ({detail}); copy it again from the run that "
                                  "trained the adapter") from None
     return settings
+
+
+def update_settings(path: str | Path, **changes: Any) -> Path:
+    """Rewrite the ``nerre.json`` of the adapter at ``path`` with these fields changed (what is fitted or tuned
+    on dev after training: ``score_temperature``, ``decoding``); the file written."""
+    folder = resolve_adapter(path)
+    return write_text(folder / SETTINGS_FILE, replace(read_settings(folder), **changes).to_json())
 
 
 def check_adapter_files(path: str | Path, tokenizer_saved: bool = True) -> None:
