@@ -25,9 +25,11 @@ def rate(value: float | None, digits: int = 0) -> str:
 
 
 def run_adapter(folder: Path) -> Path | None:
-    """The adapter a ``run.py`` folder kept under ``run/`` (the latest, if several), or None: result folders in
-    the repository keep only the run's config and metrics."""
-    found = sorted(folder.glob("run/**/adapter/nerre.json"))
+    """The adapter a ``run.py`` folder tested (``adapter/``, or ``adapter_averaged/``), kept under ``run/`` (the
+    latest, if several), or None: result folders in the repository keep only the run's config and metrics."""
+    result = folder / "result.json"
+    name = json.loads(result.read_text()).get("tested_adapter", "adapter") if result.exists() else "adapter"
+    found = sorted(folder.glob(f"run/**/{name}/nerre.json"))
     return found[-1].parent if found else None
 
 
@@ -49,7 +51,10 @@ def protocol(folder: Path) -> str:
         return ""
     config = yaml.safe_load(configs[-1].read_text())
     data, trainer = config.get("data") or {}, config.get("trainer") or {}
-    if data.get("train_dev"):
+    averaged = (config.get("adapter") or {}).get("average_last")
+    if averaged:
+        splits = f"{'train+dev' if data.get('train_dev') else 'train'}, average of the last {averaged} epochs"
+    elif data.get("train_dev"):
         splits = "train+dev, last step"
     elif data.get("val"):
         splits = "train, best on dev"

@@ -11,6 +11,8 @@ It writes ``benchmarks/results/<name>/``:
 - ``breakdown.json`` and ``breakdown.md`` (runs with relations): the error breakdown of the test predictions
   (:mod:`nerre.breakdown`; ``benchmarks/breakdown.py`` regenerates it for an existing folder);
 - ``learning_curve.png`` (training loss and dev F1 against steps) and ``per_type_f1.png``;
+- with ``--adapter.average_last N``, the averaged adapter (``adapter_averaged/``) is the one tested, and the
+  dev-selected or last-step adapter's test scores are kept beside it (``unaveraged``, ``predictions_unaveraged.jsonl``);
 - ``predictions.jsonl`` and the run folder (``run/``: config.yaml, metrics.csv, checkpoints, adapter).
 
 Any further arguments go to ``nerre fit`` unchanged (``--data.max_train_examples 2000``, ...).
@@ -114,16 +116,18 @@ def run_benchmark(config: Path, name: str, max_steps: int | None = None, max_tim
     cli = run(args)
     fit_seconds = time.perf_counter() - started
     data, trainer = cli.datamodule, cli.trainer
-    adapter = Path(trainer.log_dir) / "adapter"
+    tested, unaveraged = Path(trainer.log_dir) / "adapter", None
+    if tested.with_name("adapter_averaged").is_dir():  # adapter.average_last N: the average is the run's result
+        tested, unaveraged = tested.with_name("adapter_averaged"), tested
     test = data.examples["test"][:test_limit]
 
-    main = predict_split(adapter, test, None, batch_size, out / "predictions.jsonl")
+    main = predict_split(tested, test, None, batch_size, out / "predictions.jsonl")
     symmetric = data.schema.symmetric_relations
     scores = evaluate(test, main["predictions"], symmetric=symmetric)
     rows = read_metrics(out / "run")
     speeds = [v for _, v in series(rows, "train/tokens_per_s")]
-    settings = json.loads((adapter / "nerre.json").read_text())
-    lora = json.loads((adapter / "adapter_config.json").read_text())
+    settings = json.loads((tested / "nerre.json").read_text())
+    lora = json.loads((tested / "adapter_config.json").read_text())
     result: dict[str, Any] = {
         "name": name,
         "command": " ".join(["python", *sys.argv]),  # run.py, or ablations.py for a variant
@@ -133,6 +137,7 @@ def run_benchmark(config: Path, name: str, max_steps: int | None = None, max_tim
         "formulation": settings["formulation"],
         "adapter": {k: lora.get(k) for k in ("r", "lora_alpha", "lora_dropout", "target_modules")},
         "seed": cli.config["fit"]["seed_everything"],
+        "tested_adapter": tested.name,
         "steps": trainer.global_step,
         "train_examples": len(data.examples["train"]),
         "test_examples": len(test),
@@ -150,8 +155,13 @@ def run_benchmark(config: Path, name: str, max_steps: int | None = None, max_tim
         "peak_memory_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "machine": machine(),
     }
+    if unaveraged is not None:  # the averaged adapter was tested: the dev-selected or last-step weights beside it
+        single = predict_split(unaveraged, test, None, batch_size, out / "predictions_unaveraged.jsonl")
+        single_scores = evaluate(test, single["predictions"], symmetric=symmetric)
+        result["unaveraged"] = {"entities": single_scores["entities"], "relations": single_scores["relations"],
+                                "defects": single["defects"]}
     if compare_unconstrained and main["constrained"]:
-        free = predict_split(adapter, test, False, batch_size, out / "predictions_unconstrained.jsonl")
+        free = predict_split(tested, test, False, batch_size, out / "predictions_unconstrained.jsonl")
         free_scores = evaluate(test, free["predictions"], symmetric=symmetric)
         result["unconstrained"] = {  # the same adapter, free generation read by the tolerant parser
             "entities": free_scores["entities"],
@@ -219,6 +229,13 @@ def markdown(result: dict) -> str:
         for label, s in r["strict"]["per_label"].items():
             b = r["boundaries"]["per_label"].get(label, {"f1": 0.0})
             lines.append(f"| {label} | {100 * s['f1']:.2f} | {100 * b['f1']:.2f} | {s['gold']} |")
+    if "unaveraged" in result:
+        u = result["unaveraged"]
+        lines += ["", "| adapter | entity F1 | relation F1 strict | relation F1 boundaries |", "|---|---:|---:|---:|",
+                  f"| averaged (tested) | {100 * e['f1']:.2f} | {100 * r['strict']['f1']:.2f} | "
+                  f"{100 * r['boundaries']['f1']:.2f} |",
+                  f"| not averaged | {100 * u['entities']['f1']:.2f} | {100 * u['relations']['strict']['f1']:.2f} | "
+                  f"{100 * u['relations']['boundaries']['f1']:.2f} |"]
     if "unconstrained" in result:
         u = result["unconstrained"]
         lines += ["", "| decoding | entity F1 | relation F1 strict | defects | sentences/s |", "|---|---:|---:|---:|---:|",

@@ -1,4 +1,5 @@
-"""Benchmark scripts' own arithmetic: the cross-validation summary of benchmarks/folds.py."""
+"""Benchmark scripts' own arithmetic: the cross-validation summary of benchmarks/folds.py, and which adapter
+benchmarks/run.py tests."""
 
 from __future__ import annotations
 
@@ -46,3 +47,21 @@ def test_folds_needs_a_config_to_run_and_something_to_summarise(tmp_path, monkey
         folds.main(["--name", "ade", "--folds", "0"])
     with pytest.raises(SystemExit, match="nothing to summarise"):
         folds.main(["--name", "ade"])
+
+
+def test_run_tests_the_averaged_adapter_and_keeps_the_unaveraged_scores_beside_it(tiny_model_dir, tmp_path):
+    """Two epochs of two steps on train+dev with ``--adapter.average_last 2``: the average is the run's result."""
+    from common import protocol, run_adapter
+    from conftest import TINY_CONFIG, TINY_DATA
+    from run import run_benchmark
+
+    overrides = ["--model.init_args.model", str(tiny_model_dir), "--data.data_dir", str(TINY_DATA),
+                 "--data.cache_dir", str(tmp_path / "cache"), "--data.train_dev", "true",
+                 "--adapter.average_last", "2", "--trainer.max_epochs", "2"]
+    result = run_benchmark(TINY_CONFIG, "tiny", max_steps=4, fit_overrides=overrides, test_limit=2, results=tmp_path)
+    assert result["tested_adapter"] == "adapter_averaged" and result["steps"] == 4
+    assert set(result["unaveraged"]) == {"entities", "relations", "defects"}
+    assert (tmp_path / "tiny" / "predictions_unaveraged.jsonl").read_text().count("\n") == 2
+    assert "| not averaged |" in (tmp_path / "tiny" / "result.md").read_text()
+    assert run_adapter(tmp_path / "tiny").name == "adapter_averaged"
+    assert protocol(tmp_path / "tiny").startswith("train+dev, average of the last 2 epochs; ")
