@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,11 +49,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 def run_fold(args: argparse.Namespace, k: int, extra: list[str]) -> str:
     """Train and test fold ``k`` with ``run.py``; the folder name."""
     name = f"{args.name}-fold{k}"
-    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--config", str(args.config), "--name", name,
+    config = os.path.relpath(args.config.resolve(), ROOT)  # run from the repository: the command its result records
+    command = [sys.executable, "benchmarks/run.py", "--config", config, "--name", name,
                "--data.train", args.pattern.format(k=k, split="train"),
                "--data.test", args.pattern.format(k=k, split="test"), *extra]
     print("+", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
+    subprocess.run(command, check=True, cwd=ROOT)
     return name
 
 

@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
                 if scored else f"ship {args.run}-dev-tuned, the folder scored with it")
         raise SystemExit(f"{adapter}: its saved decoding {saved} is not the one {folder / 'result.json'} was "
                          f"scored with ({scored}); {todo}")
-    curve = [(step + 1, f1) for step, f1 in series(read_metrics(trained / "run"), "val/f1")]  # steps from 1
+    validations = series(read_metrics(trained / "run"), "val/f1") if adapter.name == "adapter" else []
+    curve = [(step + 1, f1) for step, f1 in validations]  # steps from 1; an averaged adapter is no validation's pick
     target = export_adapter(adapter, SHIPPED / args.name, card(args.name, result, settings, curve, protocol(folder)))
     size = sum(p.stat().st_size for p in target.iterdir()) / 2**20
     if size > LIMIT_MB:

@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> dict:
     }
     result.pop("unconstrained", None)
     if args.save:
-        result["saved"] = str(update_settings(adapter, decoding=decoding))
+        saved = update_settings(adapter, decoding=decoding).resolve()  # named from the results folder, if under it
+        results = args.results.resolve()
+        result["saved"] = str(saved.relative_to(results) if saved.is_relative_to(results) else saved)
     write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
     write_text(out / "result.md", markdown(result) + (
         f"\nThe adapter of [{args.run}](../{args.run}/result.md) (trained by `{base['command']}`), decoded with "

@@ -49,6 +49,21 @@ def test_folds_needs_a_config_to_run_and_something_to_summarise(tmp_path, monkey
         folds.main(["--name", "ade"])
 
 
+def test_a_fold_runs_run_py_from_the_repository_so_its_recorded_command_names_no_machine_path(tmp_path, monkeypatch):
+    import folds
+
+    calls = []
+    monkeypatch.setattr(folds, "RESULTS", tmp_path)
+    monkeypatch.setattr(folds.subprocess, "run", lambda command, **kwargs: calls.append((command, kwargs)))
+    monkeypatch.chdir(folds.ROOT / "configs")  # a config named from elsewhere
+    _result(tmp_path / "ade-fold3", (100, 100, 90), (10, 10, 5))
+    folds.main(["--name", "ade", "--config", "ade.yaml", "--folds", "3", "--max-steps", "9"])
+    ((command, kwargs),) = calls
+    assert command[1:] == ["benchmarks/run.py", "--config", "configs/ade.yaml", "--name", "ade-fold3", "--data.train",
+                           "ade/ade_split_3_train.json", "--data.test", "ade/ade_split_3_test.json", "--max-steps", "9"]
+    assert kwargs == {"check": True, "cwd": folds.ROOT}
+
+
 def test_run_tests_the_averaged_adapter_and_keeps_the_unaveraged_scores_beside_it(tiny_model_dir, tmp_path):
     """Two epochs of two steps on train+dev with ``--adapter.average_last 2``: the average is the run's result."""
     from common import protocol, run_adapter

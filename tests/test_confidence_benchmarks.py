@@ -153,6 +153,7 @@ def test_tune_decoding_chooses_on_dev_and_decodes_the_test_split_with_the_choice
     assert protocol(out).endswith(f"decoding tuned on dev (entity bias +0, relation bias "
                                   f"{chosen['relation_bias']:+g}, relation score >= {chosen['min_relation_score']:g})")
     assert json.loads((adapter / "nerre.json").read_text())["decoding"] == result["decoding"]  # --save
+    assert result["saved"] == "adapter/nerre.json"  # from the results folder: no machine's absolute path
     # tuning sets a saved decoding aside: thresholds that drop everything change no dev score
     saved = json.loads((adapter / "nerre.json").read_text())
     (adapter / "nerre.json").write_text(json.dumps(saved | {"decoding": {"min_entity_score": 1.01}}))
